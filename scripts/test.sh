@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs jitproxy's whole test suite: formatting, vet, the static build, unit and
+# integration tests (with the race detector on the packages with concurrency).
+# Installs what the tests need (Debian packages) when it is missing, so it
+# works on a fresh Debian 12 machine with Go; CI calls exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}" >&2
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "== gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then echo "not gofmt-ed:"; echo "$bad"; exit 1; fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== static build"
+CGO_ENABLED=0 go build -o /dev/null ./cmd/jitproxy
+
+echo "== go test"
+# -race everywhere: the packages are small and most of them are concurrent.
+go test -race -count=1 -timeout 20m ./...
