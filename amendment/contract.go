@@ -170,22 +170,26 @@ func (c *Contract) Evaluate(who Identity, req Request, now time.Time) (*Rule, Re
 	if who.Key() == "" {
 		return nil, Resource{}, Errorf(CodeForbidden, "your identity has no email; ask your identity provider admin to release the email claim")
 	}
-	var first error
+	// Of the rules that refuse, report the one that came closest: a rule
+	// that allows the login or role but wants a ticket says more than one
+	// that does not allow the role at all.
+	var best error
+	bestStage := -1
 	for i := range c.Rules {
 		r := &c.Rules[i]
 		if !r.Matches(who, req.Target) {
 			continue
 		}
-		res, err := r.check(t, req, now)
+		res, stage, err := r.check(t, req, now)
 		if err == nil {
 			return r, res, nil
 		}
-		if first == nil {
-			first = err
+		if stage > bestStage {
+			best, bestStage = err, stage
 		}
 	}
-	if first != nil {
-		return nil, Resource{}, first
+	if best != nil {
+		return nil, Resource{}, best
 	}
 	return nil, Resource{}, Errorf(CodePolicyViolation, "no rule of the contract lets %s request access to %s; ask your jitproxy admin to add one", who.Key(), req.Target)
 }
@@ -194,9 +198,23 @@ func (r *Rule) violation(format string, args ...any) *Error {
 	return &Error{Code: CodePolicyViolation, Rule: r.Name, Message: fmt.Sprintf("rule %q: ", r.Name) + fmt.Sprintf(format, args...)}
 }
 
+// Stages of check, in order: how far a request got before a rule refused it.
+const (
+	stageResource = iota // what is asked for (login, role, database)
+	stageLimits          // duration, reason, ticket, start
+)
+
 // check tests a request against one rule that matches its requester and
-// target.
-func (r *Rule) check(t Target, req Request, now time.Time) (Resource, error) {
+// target, and says at which stage it refused.
+func (r *Rule) check(t Target, req Request, now time.Time) (Resource, int, error) {
+	res, err := r.checkResource(t, req)
+	if err != nil {
+		return res, stageResource, err
+	}
+	return res, stageLimits, r.checkLimits(req, now)
+}
+
+func (r *Rule) checkResource(t Target, req Request) (Resource, error) {
 	res := Resource{Target: t.Name, Kind: t.Kind}
 	switch t.Kind {
 	case KindSSH:
@@ -252,21 +270,25 @@ func (r *Rule) check(t Target, req Request, now time.Time) (Resource, error) {
 	default:
 		return res, r.violation("target %s has unknown kind %q", t.Name, t.Kind)
 	}
+	return res, nil
+}
+
+func (r *Rule) checkLimits(req Request, now time.Time) error {
 	if req.Duration <= 0 {
-		return res, r.violation("say for how long with --for (at most %s)", FormatDuration(r.MaxDuration))
+		return r.violation("say for how long with --for (at most %s)", FormatDuration(r.MaxDuration))
 	}
 	if req.Duration > r.MaxDuration {
-		return res, r.violation("duration %s exceeds the maximum %s", FormatDuration(req.Duration), FormatDuration(r.MaxDuration))
+		return r.violation("duration %s exceeds the maximum %s", FormatDuration(req.Duration), FormatDuration(r.MaxDuration))
 	}
 	if r.RequireReason && strings.TrimSpace(req.Reason) == "" {
-		return res, r.violation("a reason is required: say why with --reason")
+		return r.violation("a reason is required: say why with --reason")
 	}
 	if r.TicketPattern != nil {
 		if req.Ticket == "" {
-			return res, r.violation("a ticket is required (matching %s): add --ticket", r.TicketPattern)
+			return r.violation("a ticket is required (matching %s): add --ticket", r.TicketPattern)
 		}
 		if !r.TicketPattern.MatchString(req.Ticket) {
-			return res, r.violation("ticket %q does not match %s", req.Ticket, r.TicketPattern)
+			return r.violation("ticket %q does not match %s", req.Ticket, r.TicketPattern)
 		}
 	}
 	if !req.StartAt.IsZero() {
@@ -275,13 +297,13 @@ func (r *Rule) check(t Target, req Request, now time.Time) (Resource, error) {
 			ahead = r.PendingTTL
 		}
 		if req.StartAt.Before(now.Add(-time.Minute)) {
-			return res, r.violation("start time %s is in the past", req.StartAt.UTC().Format(time.RFC3339))
+			return r.violation("start time %s is in the past", req.StartAt.UTC().Format(time.RFC3339))
 		}
 		if req.StartAt.After(now.Add(ahead)) {
-			return res, r.violation("start time %s is more than %s ahead", req.StartAt.UTC().Format(time.RFC3339), FormatDuration(ahead))
+			return r.violation("start time %s is more than %s ahead", req.StartAt.UTC().Format(time.RFC3339), FormatDuration(ahead))
 		}
 	}
-	return res, nil
+	return nil
 }
 
 func listOrNone(l []string) string {

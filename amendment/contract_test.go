@@ -25,6 +25,10 @@ func testContract() *Contract {
 				ReadOnly: true, MaxDuration: 8 * time.Hour, PendingTTL: time.Hour,
 			},
 			{
+				Name: "eng-db-rw", Groups: []string{"eng"}, Targets: []string{"app-db"}, Roles: []string{"app_rw"}, Databases: []string{"*"},
+				MaxDuration: time.Hour, TicketPattern: regexp.MustCompile(`^OPS-[0-9]+$`), PendingTTL: time.Hour,
+			},
+			{
 				Name: "one-db", Emails: []string{"Dana@Example.com"}, Targets: []string{"one-db"}, Roles: []string{"*"}, Databases: []string{"main"},
 				MaxDuration: time.Hour, PendingTTL: time.Hour,
 			},
@@ -69,7 +73,13 @@ func TestEvaluate(t *testing.T) {
 		}, wantRule: "eng-db-ro", wantRes: Resource{Target: "app-db", Kind: KindPostgres, Role: "app_ro", Database: "reports", ReadOnly: true}},
 		{name: "db role not allowed", who: alice, req: func(Request) Request {
 			return Request{Target: "app-db", Role: "app_rw", Database: "app", Duration: time.Hour}
-		}, wantErr: `rule "eng-db-ro": role "app_rw" may not be requested (allowed: app_ro)`},
+		}, wantErr: `rule "eng-db-rw": a ticket is required (matching ^OPS-[0-9]+$): add --ticket`},
+		{name: "db role no rule allows", who: alice, req: func(Request) Request {
+			return Request{Target: "app-db", Role: "app_admin", Database: "app", Duration: time.Hour}
+		}, wantErr: `rule "eng-db-ro": target app-db has no role "app_admin" (it offers app_ro, app_rw)`},
+		{name: "db second rule grants", who: alice, req: func(Request) Request {
+			return Request{Target: "app-db", Role: "app_rw", Database: "app", Duration: time.Hour, Ticket: "OPS-1"}
+		}, wantRule: "eng-db-rw", wantRes: Resource{Target: "app-db", Kind: KindPostgres, Role: "app_rw", Database: "app"}},
 		{name: "db unknown database", who: alice, req: func(Request) Request {
 			return Request{Target: "app-db", Role: "app_ro", Database: "hr", Duration: time.Hour}
 		}, wantErr: `rule "eng-db-ro": target app-db has no database "hr" (it offers app, reports)`},

@@ -384,7 +384,9 @@ func (s *Service) Get(ctx context.Context, who Identity, id string) (*Amendment,
 		// Same answer as a missing one: do not confirm what exists.
 		return nil, Errorf(CodeNotFound, "no amendment %s that you may see", id)
 	}
-	return a, nil
+	// Show what is true now, not what was last written: settle what time
+	// has made due (the scheduler would, a moment later).
+	return s.settle(ctx, a)
 }
 
 // List returns the amendments that pass f and that who may see.
@@ -397,12 +399,18 @@ func (s *Service) List(ctx context.Context, who Identity, f Filter) ([]*Amendmen
 	if err != nil {
 		return nil, err
 	}
-	if s.contract.CanReadAll(who) {
-		return all, nil
-	}
+	readAll := s.contract.CanReadAll(who)
 	out := all[:0]
 	for _, a := range all {
-		if s.contract.CanRead(who, a) {
+		if _, _, ok := due(a, s.clock()); ok {
+			if a, err = s.settle(ctx, a); err != nil {
+				return nil, err
+			}
+			if !f.Match(a) {
+				continue
+			}
+		}
+		if readAll || s.contract.CanRead(who, a) {
 			out = append(out, a)
 			if limit > 0 && len(out) == limit {
 				break
@@ -411,6 +419,10 @@ func (s *Service) List(ctx context.Context, who Identity, f Filter) ([]*Amendmen
 	}
 	return out, nil
 }
+
+// CanReadAudit reports whether who may read the whole audit trail: the
+// contract's admin and auditor groups.
+func (s *Service) CanReadAudit(who Identity) bool { return s.contract.CanReadAll(who) }
 
 // Subscribe returns committed amendment changes; see Store.Subscribe.
 func (s *Service) Subscribe(ctx context.Context) <-chan Change { return s.store.Subscribe(ctx) }

@@ -11,12 +11,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
-// Genesis is the prev_hash of the first event.
-var Genesis = strings.Repeat("0", 64)
+// Genesis is the prev_hash of the first event: 32 zero bytes in hex.
+const Genesis = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // Event types that are not amendment transitions (those are named by the
 // amendment package).

@@ -9,8 +9,8 @@ import (
 
 // BreakError names the first row where the chain does not hold.
 type BreakError struct {
-	// Seq is the sequence number of the bad row as stored (or, for a
-	// missing row, the one expected).
+	// Seq is the sequence number of the bad row as stored; when a row is
+	// missing, that of the row that shows the gap (Reason names the missing one).
 	Seq int64
 	// Position is the row's 1-based position in stored order.
 	Position int64

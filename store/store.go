@@ -1,7 +1,10 @@
 // Package store persists amendments, the audit trail and login sessions, and
 // publishes committed amendment changes. The embedded default is SQLite (a
 // file in the data directory); every backend passes the conformance suite in
-// store/storetest unchanged.
+// store/storetest unchanged. It decides nothing: which transitions are legal
+// is package amendment's, and how the audit chain is hashed and verified is
+// package audit's; the store only writes each change and its audit row
+// atomically and in order.
 package store
 
 import (
