@@ -6,6 +6,7 @@ package amendment
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -159,6 +160,8 @@ type Filter struct {
 	States    []State
 	Requester string
 	Target    string
+	// IDPrefix keeps amendments whose ID starts with it (short IDs).
+	IDPrefix string
 	// Limit caps the number returned, newest first; 0 means no limit.
 	Limit int
 }
@@ -173,6 +176,9 @@ func (f Filter) Match(a *Amendment) bool {
 		return false
 	}
 	if f.Target != "" && f.Target != a.Resource.Target {
+		return false
+	}
+	if !strings.HasPrefix(a.ID, f.IDPrefix) {
 		return false
 	}
 	return true

@@ -374,9 +374,31 @@ func (s *Service) canRevoke(who Identity, a *Amendment) bool {
 	return ok && s.contract.canApprove(who, rule)
 }
 
-// Get returns amendment id if who may see it.
-func (s *Service) Get(ctx context.Context, who Identity, id string) (*Amendment, error) {
+// minPrefix is the shortest ID prefix that Get and the actions accept.
+const minPrefix = 4
+
+// resolve finds the amendment an ID or a unique ID prefix (as short IDs are
+// shown: the first eight characters) names.
+func (s *Service) resolve(ctx context.Context, id string) (*Amendment, error) {
 	a, err := s.store.Get(ctx, id)
+	if err == nil || !errors.Is(err, ErrNotFound) || len(id) < minPrefix {
+		return a, err
+	}
+	found, err := s.store.List(ctx, Filter{IDPrefix: id, Limit: 2})
+	switch {
+	case err != nil:
+		return nil, err
+	case len(found) == 0:
+		return nil, Errorf(CodeNotFound, "no amendment %s: check the id with jitproxy amendments --all", id)
+	case len(found) > 1:
+		return nil, Errorf(CodeBadRequest, "%s names more than one amendment: give more of its id", id)
+	}
+	return found[0], nil
+}
+
+// Get returns amendment id (or unique id prefix) if who may see it.
+func (s *Service) Get(ctx context.Context, who Identity, id string) (*Amendment, error) {
+	a, err := s.resolve(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -432,10 +454,11 @@ func (s *Service) Subscribe(ctx context.Context) <-chan Change { return s.store.
 // After the action, due time transitions (activation of a just-approved
 // amendment) are applied too.
 func (s *Service) update(ctx context.Context, id string, fn func(a *Amendment, now time.Time) (Change, error)) (*Amendment, error) {
-	a, err := s.store.Get(ctx, id)
+	a, err := s.resolve(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	id = a.ID
 	for range maxRetries {
 		if a, err = s.settle(ctx, a); err != nil {
 			return nil, err

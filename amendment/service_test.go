@@ -562,3 +562,22 @@ func must[T any](v T, err error) func(t *testing.T) T {
 		return v
 	}
 }
+
+func TestShortIDs(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a := must(f.svc.Request(ctx, alice, webReq()))(t)
+	got := must(f.svc.Approve(ctx, bob, a.ShortID(), ""))(t)
+	if got.ID != a.ID || got.State != amendment.Active {
+		t.Errorf("approve by short id: got %s %s; want %s active", got.ID, got.State, a.ID)
+	}
+	if got := must(f.svc.Get(ctx, alice, a.ID[:5]))(t); got.ID != a.ID {
+		t.Errorf("get by prefix: got %s; want %s", got.ID, a.ID)
+	}
+	if _, err := f.svc.Get(ctx, alice, a.ID[:3]); amendment.CodeOf(err) != amendment.CodeNotFound {
+		t.Errorf("3-character prefix: got %v; want not_found (too short to look up)", err)
+	}
+	if _, err := f.svc.Get(ctx, alice, "ffff_"); amendment.CodeOf(err) != amendment.CodeNotFound {
+		t.Errorf("unknown prefix: got %v; want not_found", err)
+	}
+}

@@ -194,6 +194,11 @@ func (s *SQLite) List(ctx context.Context, f amendment.Filter) ([]*amendment.Ame
 		where = append(where, "target = ?")
 		args = append(args, f.Target)
 	}
+	if f.IDPrefix != "" {
+		// substr, not LIKE: the prefix is data, never a pattern.
+		where = append(where, "substr(id, 1, ?) = ?")
+		args = append(args, len(f.IDPrefix), f.IDPrefix)
+	}
 	q := `SELECT data FROM amendments`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")

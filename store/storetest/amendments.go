@@ -278,6 +278,10 @@ func testList(t *testing.T, s store.Store) {
 		{"limit", amendment.Filter{Limit: 2}, []string{"a4", "a5"}},
 		{"limit after filtering", amendment.Filter{Target: "app-db", Limit: 1}, []string{"a3"}},
 		{"limit above the count", amendment.Filter{Requester: "bob@example.com", Limit: 10}, []string{"a2"}},
+		{"id prefix", amendment.Filter{IDPrefix: "a"}, []string{"a4", "a5", "a3", "a2", "a1"}},
+		{"whole id as prefix", amendment.Filter{IDPrefix: "a3"}, []string{"a3"}},
+		{"id prefix matching none", amendment.Filter{IDPrefix: "b"}, nil},
+		{"id prefix is not a pattern", amendment.Filter{IDPrefix: "_"}, nil},
 	}
 	var all []*amendment.Amendment
 	for _, a := range seed {
