@@ -12,6 +12,7 @@ import (
 // Identity is a person as the identity provider vouches for them.
 type Identity struct {
 	Subject string   `json:"subject,omitempty"`
+	Issuer  string   `json:"issuer,omitempty"`
 	Email   string   `json:"email"`
 	Name    string   `json:"name,omitempty"`
 	Groups  []string `json:"groups,omitempty"`

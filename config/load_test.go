@@ -93,8 +93,8 @@ func TestDevConfig(t *testing.T) {
 		{name: "postgres_listen", got: c.Server.PostgresListen, want: "127.0.0.1:5433"},
 		{name: "issuer", got: c.OIDC.Issuer, want: "http://127.0.0.1:8080/dev-idp"},
 		{name: "client_id", got: c.OIDC.ClientID, want: "jitproxy-dev"},
-		{name: "data dir", got: c.DataDir(), want: filepath.Join(dir, "jitproxy-dev-data")},
-		{name: "recordings", got: c.Recordings.Dir, want: filepath.Join(dir, "jitproxy-dev-data", "recordings")},
+		{name: "data dir", got: c.DataDir(), want: filepath.Join(dir, "jitproxy-data")},
+		{name: "recordings", got: c.Recordings.Dir, want: filepath.Join(dir, "jitproxy-data", "recordings")},
 		{name: "users", got: len(c.DevIdP.Users), want: 3},
 		{name: "admins", got: fmt.Sprint(c.Contract().AdminGroups), want: "[sre-leads]"},
 		{name: "auditors", got: fmt.Sprint(c.Contract().AuditorGroups), want: "[security]"},
@@ -547,7 +547,7 @@ func TestEmbeddedDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.DataDir(), filepath.Join(dir, "jitproxy-dev-data"); got != want {
+	if got, want := c.DataDir(), filepath.Join(dir, "jitproxy-data"); got != want {
 		t.Errorf("got %v; want %v", got, want)
 	}
 }
