@@ -159,8 +159,8 @@ func newRequestCmd() *cobra.Command {
 	var f clientFlags
 	var in struct {
 		Login, Role, Database, For, Reason, Ticket, Start string
-		PortForwarding, ReadOnly, Wait                   bool
-		WaitTimeout                                      time.Duration
+		PortForwarding, ReadOnly, Wait                    bool
+		WaitTimeout                                       time.Duration
 	}
 	c := &cobra.Command{
 		Use:   "request TARGET (--login LOGIN | --role ROLE [--database DB]) --for DURATION --reason TEXT",
