@@ -37,7 +37,7 @@ never your identity provider's tokens.`,
 			}
 			base := f.proxyURL(saved)
 			lc := auth.LoginConfig{ProxyURL: base, Out: cmd.ErrOrStderr(), Timeout: timeout}
-			if !noBrowser {
+			if !noBrowser && !device {
 				lc.OpenBrowser = openBrowser
 			}
 			var tr auth.TokenResponse
