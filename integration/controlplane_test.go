@@ -37,7 +37,7 @@ func TestTwoPeople(t *testing.T) {
 	if got := alice.fails("approve", id); !strings.Contains(got, "you cannot approve your own amendment "+id+": ask someone in sre-leads") {
 		t.Errorf("self-approval: %q", got)
 	}
-	if got := alice.fails("request", "web-1", "--login", "root", "--for", "1h", "--reason", "x"); !strings.Contains(got, `rule "eng-web": login "root" may not be requested (allowed: ubuntu)`) {
+	if got := alice.fails("request", "web-1", "--login", "root", "--for", "1h", "--reason", "x"); !strings.Contains(got, `rule "eng-web": target web-1 has no login "root" (it offers ubuntu) (policy_violation)`) {
 		t.Errorf("policy violation: %q", got)
 	}
 
