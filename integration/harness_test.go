@@ -142,14 +142,14 @@ contract:
       require_reason: false
 `
 
-// startServer writes a config on a free port and starts `jitproxy dev` on
-// it; it is stopped at the end of the test.
-func startServer(t *testing.T) *server {
+// startServer writes a config on a free port (plus extra YAML sections) and
+// starts `jitproxy dev` on it; it is stopped at the end of the test.
+func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	s := &server{t: t, dir: dir, data: filepath.Join(dir, "data"), config: filepath.Join(dir, "jitproxy.yaml"), url: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	if err := os.WriteFile(s.config, fmt.Appendf(nil, testConfig, port), 0o600); err != nil {
+	if err := os.WriteFile(s.config, fmt.Appendf(nil, testConfig+strings.Join(extra, "\n"), port), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.start()
