@@ -202,3 +202,45 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("verify after restart: %q", got)
 	}
 }
+
+// TestRequestWait blocks `jitproxy request --wait` until an approver decides,
+// and says which: approved (exit 0) or denied (exit 2).
+func TestRequestWait(t *testing.T) {
+	s := startServer(t)
+	alice, bob := s.person("alice"), s.person("bob")
+	alice.loginBrowser()
+	bob.loginBrowser()
+	for _, tt := range []struct {
+		decide   []string
+		wantCode int
+		wantOut  string
+	}{
+		{[]string{"approve"}, 0, "active"},
+		{[]string{"deny", "--reason", "not today"}, 2, "was denied"},
+	} {
+		done := make(chan result, 1)
+		go func() {
+			done <- alice.run("request", "web-1", "--login", "ubuntu", "--for", "1h", "--reason", "wait for it", "--wait", "--wait-timeout", "45s")
+		}()
+		var id string
+		for deadline := time.Now().Add(20 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			var out struct {
+				Amendments []struct {
+					ShortID string `json:"short_id"`
+				} `json:"amendments"`
+			}
+			json.Unmarshal([]byte(bob.ok("amendments", "--state", "requested", "--all", "--json")), &out)
+			if len(out.Amendments) > 0 {
+				id = out.Amendments[0].ShortID
+			}
+		}
+		if id == "" {
+			t.Fatal("the waiting request never showed up in bob's queue")
+		}
+		bob.ok(append([]string{tt.decide[0], id}, tt.decide[1:]...)...)
+		r := <-done
+		if r.code != tt.wantCode || !strings.Contains(r.stdout+r.stderr, tt.wantOut) {
+			t.Errorf("after %s: exit %d, output %q; want exit %d mentioning %q", tt.decide[0], r.code, r.stdout+r.stderr, tt.wantCode, tt.wantOut)
+		}
+	}
+}
