@@ -85,7 +85,7 @@ func (h *Handler) createAmendment(w http.ResponseWriter, r *http.Request, who am
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/amendments/"+url.PathEscape(a.ID))
-	writeJSON(w, http.StatusCreated, newAmendment(a))
+	writeJSON(w, http.StatusCreated, NewAmendment(a))
 	return nil
 }
 
@@ -212,6 +212,6 @@ func respond(w http.ResponseWriter, a *amendment.Amendment, err error) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, newAmendment(a))
+	writeJSON(w, http.StatusOK, NewAmendment(a))
 	return nil
 }

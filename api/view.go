@@ -16,6 +16,7 @@ type Amendment struct {
 	State             amendment.State      `json:"state"`
 	Requester         string               `json:"requester"`
 	Rule              string               `json:"rule"`
+	Resource          string               `json:"resource"` // as people write it: ubuntu@web-1, app_ro@app-db/app
 	Target            string               `json:"target"`
 	Kind              amendment.TargetKind `json:"kind"`
 	Login             string               `json:"login,omitempty"`
@@ -69,7 +70,9 @@ type AmendmentList struct {
 	Amendments []Amendment `json:"amendments"`
 }
 
-func newAmendment(a *amendment.Amendment) Amendment {
+// NewAmendment is the wire form of a: what the API answers, what webhooks
+// carry, and what the CLI reads.
+func NewAmendment(a *amendment.Amendment) Amendment {
 	v := Amendment{
 		ID:                a.ID,
 		ShortID:           a.ShortID(),
@@ -77,6 +80,7 @@ func newAmendment(a *amendment.Amendment) Amendment {
 		State:             a.State,
 		Requester:         a.Requester,
 		Rule:              a.Rule,
+		Resource:          a.Resource.String(),
 		Target:            a.Resource.Target,
 		Kind:              a.Resource.Kind,
 		Login:             a.Resource.Login,
@@ -128,7 +132,7 @@ func newApprovals(l []amendment.Approval) []Approval {
 func newAmendments(l []*amendment.Amendment) []Amendment {
 	out := make([]Amendment, 0, len(l))
 	for _, a := range l {
-		out = append(out, newAmendment(a))
+		out = append(out, NewAmendment(a))
 	}
 	return out
 }

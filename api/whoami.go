@@ -26,7 +26,7 @@ func (h *Handler) whoami(w http.ResponseWriter, r *http.Request, who amendment.I
 	now := h.now()
 	out := Whoami{Identity: who, Amendments: make([]Amendment, 0, len(list))}
 	for _, a := range list {
-		v := newAmendment(a)
+		v := NewAmendment(a)
 		v.TimeLeft = amendment.FormatDuration(timeLeft(a, now))
 		out.Amendments = append(out.Amendments, v)
 	}

@@ -7,14 +7,15 @@ import (
 	"time"
 
 	"github.com/jitproxy/jitproxy/amendment"
+	"github.com/jitproxy/jitproxy/api"
 )
 
 // payload is the generic JSON body (Format "json"). Its fields are a
 // contract with receivers: add, never rename.
 type payload struct {
 	// Event is the event type, e.g. amendment.requested.
-	Event     string           `json:"event"`
-	Amendment amendmentPayload `json:"amendment"`
+	Event     string        `json:"event"`
+	Amendment api.Amendment `json:"amendment"` // the API's wire form
 	// Actor is who made the change; jitproxy for what time does.
 	Actor  string `json:"actor"`
 	Reason string `json:"reason,omitempty"`
@@ -25,32 +26,6 @@ type payload struct {
 	Text string `json:"text"`
 	// URL opens the amendment in the web UI; absent without PublicURL.
 	URL string `json:"url,omitempty"`
-}
-
-// amendmentPayload is the amendment as receivers see it: flat, with the
-// resource also written the way people write it.
-type amendmentPayload struct {
-	ID                string               `json:"id"`
-	ShortID           string               `json:"short_id"`
-	Version           int64                `json:"version"`
-	State             amendment.State      `json:"state"`
-	Requester         string               `json:"requester"`
-	Rule              string               `json:"rule"`
-	Resource          string               `json:"resource"`
-	Target            string               `json:"target"`
-	Kind              amendment.TargetKind `json:"kind"`
-	Reason            string               `json:"reason"`
-	Ticket            string               `json:"ticket,omitempty"`
-	Duration          string               `json:"duration"`
-	CreatedAt         time.Time            `json:"created_at"`
-	StartAt           time.Time            `json:"start_at,omitzero"`
-	ActivatedAt       time.Time            `json:"activated_at,omitzero"`
-	ExpiresAt         time.Time            `json:"expires_at,omitzero"`
-	EndedAt           time.Time            `json:"ended_at,omitzero"`
-	EndedBy           string               `json:"ended_by,omitempty"`
-	EndReason         string               `json:"end_reason,omitempty"`
-	RequiredApprovals int                  `json:"required_approvals"`
-	Approvals         []amendment.Approval `json:"approvals"`
 }
 
 // slackPayload is the Slack-compatible body (Format "slack"): text for
@@ -80,7 +55,7 @@ func (n *Notifier) render(format string, c amendment.Change, now time.Time) ([]b
 	}
 	var v any = payload{
 		Event:     c.Event,
-		Amendment: amendmentJSON(c.After),
+		Amendment: api.NewAmendment(c.After),
 		Actor:     c.Actor,
 		Reason:    c.Reason,
 		Time:      c.At.UTC(),
@@ -97,37 +72,6 @@ func (n *Notifier) render(format string, c amendment.Change, now time.Time) ([]b
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
-func amendmentJSON(a *amendment.Amendment) amendmentPayload {
-	p := amendmentPayload{
-		ID:                a.ID,
-		ShortID:           a.ShortID(),
-		Version:           a.Version,
-		State:             a.State,
-		Requester:         a.Requester,
-		Rule:              a.Rule,
-		Resource:          a.Resource.String(),
-		Target:            a.Resource.Target,
-		Kind:              a.Resource.Kind,
-		Reason:            a.Reason,
-		Ticket:            a.Ticket,
-		Duration:          amendment.FormatDuration(a.Duration),
-		CreatedAt:         a.CreatedAt.UTC(),
-		StartAt:           a.StartAt.UTC(),
-		ActivatedAt:       a.ActivatedAt.UTC(),
-		ExpiresAt:         a.ExpiresAt.UTC(),
-		EndedAt:           a.EndedAt.UTC(),
-		EndedBy:           a.EndedBy,
-		EndReason:         a.EndReason,
-		RequiredApprovals: a.RequiredApprovals,
-		Approvals:         make([]amendment.Approval, len(a.Approvals)),
-	}
-	for i, ap := range a.Approvals {
-		ap.At = ap.At.UTC()
-		p.Approvals[i] = ap
-	}
-	return p
 }
 
 // slackBody lays m out for Slack: the sentence, the command to run, and a

@@ -13,73 +13,21 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jitproxy/jitproxy/amendment"
+	"github.com/jitproxy/jitproxy/api"
 )
 
-// amendmentView is an amendment as the API shows it.
-type amendmentView struct {
-	ID                string     `json:"id"`
-	ShortID           string     `json:"short_id"`
-	Version           int64      `json:"version"`
-	State             string     `json:"state"`
-	Requester         string     `json:"requester"`
-	Rule              string     `json:"rule"`
-	Target            string     `json:"target"`
-	Kind              string     `json:"kind"`
-	Login             string     `json:"login,omitempty"`
-	Role              string     `json:"role,omitempty"`
-	Database          string     `json:"database,omitempty"`
-	PortForwarding    bool       `json:"port_forwarding,omitempty"`
-	ReadOnly          bool       `json:"read_only,omitempty"`
-	Reason            string     `json:"reason,omitempty"`
-	Ticket            string     `json:"ticket,omitempty"`
-	Duration          string     `json:"duration"`
-	CreatedAt         time.Time  `json:"created_at"`
-	StartAt           *time.Time `json:"start_at,omitempty"`
-	RequestExpiresAt  *time.Time `json:"request_expires_at,omitempty"`
-	ActivatedAt       *time.Time `json:"activated_at,omitempty"`
-	ExpiresAt         *time.Time `json:"expires_at,omitempty"`
-	EndedAt           *time.Time `json:"ended_at,omitempty"`
-	EndedBy           string     `json:"ended_by,omitempty"`
-	EndReason         string     `json:"end_reason,omitempty"`
-	RequiredApprovals int        `json:"required_approvals"`
-	Approvals         []struct {
-		By      string    `json:"by"`
-		At      time.Time `json:"at"`
-		Comment string    `json:"comment,omitempty"`
-	} `json:"approvals,omitempty"`
-	Extensions []struct {
-		Duration    string `json:"duration"`
-		Reason      string `json:"reason"`
-		RequestedBy string `json:"requested_by"`
-		Pending     bool   `json:"pending"`
-	} `json:"extensions,omitempty"`
-}
-
-func (a *amendmentView) resource() string {
-	switch a.Kind {
-	case string(amendment.KindPostgres):
-		s := a.Role + "@" + a.Target
-		if a.Database != "" {
-			s += "/" + a.Database
-		}
-		return s
-	default:
-		return a.Login + "@" + a.Target
-	}
-}
-
 // status is a short human description of where the amendment stands.
-func (a *amendmentView) status(now time.Time) string {
+func status(a *api.Amendment, now time.Time) string {
 	switch a.State {
 	case "requested":
 		return fmt.Sprintf("waiting for approval (%d of %d)", len(a.Approvals), a.RequiredApprovals)
 	case "approved":
-		if a.StartAt != nil {
+		if !a.StartAt.IsZero() {
 			return "starts " + a.StartAt.Local().Format("2006-01-02 15:04")
 		}
 		return "approved"
 	case "active":
-		if a.ExpiresAt != nil {
+		if !a.ExpiresAt.IsZero() {
 			return amendment.FormatDuration(a.ExpiresAt.Sub(now).Round(time.Second)) + " left"
 		}
 	case "revoked", "denied", "withdrawn":
@@ -90,33 +38,33 @@ func (a *amendmentView) status(now time.Time) string {
 	return ""
 }
 
-func printAmendments(w io.Writer, list []amendmentView) {
+func printAmendments(w io.Writer, list []api.Amendment) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tREQUESTER\tACCESS\tFOR\tSTATUS")
 	now := time.Now()
 	for _, a := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ShortID, a.State, a.Requester, a.resource(), a.Duration, a.status(now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ShortID, a.State, a.Requester, a.Resource, a.Duration, status(&a, now))
 	}
 	tw.Flush()
 }
 
-func printAmendment(w io.Writer, a *amendmentView) {
+func printAmendment(w io.Writer, a *api.Amendment) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
 			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
 		}
 	}
-	ts := func(t *time.Time) string {
-		if t == nil {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
 			return ""
 		}
 		return t.Local().Format(time.RFC3339)
 	}
 	row("Amendment", a.ID)
-	row("State", a.State+"  "+a.status(time.Now()))
+	row("State", string(a.State)+"  "+status(a, time.Now()))
 	row("Requester", a.Requester)
-	row("Access", a.resource())
+	row("Access", a.Resource)
 	if a.PortForwarding {
 		row("Port forwarding", "allowed")
 	}
@@ -191,7 +139,7 @@ answer names the rule that applies. Prints the amendment's id and state.`,
 			if in.Start != "" {
 				body["start"] = in.Start
 			}
-			var a amendmentView
+			var a api.Amendment
 			if err := cl.do(cmd.Context(), "POST", "/api/v1/amendments", body, &a); err != nil {
 				return err
 			}
@@ -206,7 +154,7 @@ answer names the rule that applies. Prints the amendment's id and state.`,
 			if f.json {
 				return printJSON(cmd.OutOrStdout(), a)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s  %s  %s\n", a.ShortID, a.State, a.resource(), a.status(time.Now()))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s  %s  %s\n", a.ShortID, a.State, a.Resource, status(&a, time.Now()))
 			if in.Wait && a.State != "active" && a.State != "approved" {
 				return &exitError{code: 2, msg: fmt.Sprintf("amendment %s was %s", a.ShortID, a.State)}
 			}
@@ -230,7 +178,7 @@ answer names the rule that applies. Prints the amendment's id and state.`,
 }
 
 // waitDecision polls until a leaves the requested state.
-func waitDecision(cmd *cobra.Command, cl *client, a *amendmentView, timeout time.Duration) error {
+func waitDecision(cmd *cobra.Command, cl *client, a *api.Amendment, timeout time.Duration) error {
 	ctx := cmd.Context()
 	var deadline <-chan time.Time
 	if timeout > 0 {
@@ -297,9 +245,7 @@ see others' amendments too.`,
 			if limit > 0 {
 				q.Set("limit", fmt.Sprint(limit))
 			}
-			var out struct {
-				Amendments []amendmentView `json:"amendments"`
-			}
+			var out api.AmendmentList
 			if err := cl.do(cmd.Context(), "GET", "/api/v1/amendments?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
@@ -334,7 +280,7 @@ func newShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var a amendmentView
+			var a api.Amendment
 			if err := cl.do(cmd.Context(), "GET", "/api/v1/amendments/"+pathEscape(args[0]), nil, &a); err != nil {
 				return err
 			}
@@ -375,14 +321,14 @@ func newActionCmd(action, short, long, field string, required bool) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			var a amendmentView
+			var a api.Amendment
 			if err := cl.do(cmd.Context(), "POST", "/api/v1/amendments/"+pathEscape(args[0])+"/"+action, map[string]string{field: text}, &a); err != nil {
 				return err
 			}
 			if f.json {
 				return printJSON(cmd.OutOrStdout(), a)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s  %s  %s\n", a.ShortID, a.State, a.resource(), a.status(time.Now()))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s  %s  %s\n", a.ShortID, a.State, a.Resource, status(&a, time.Now()))
 			return nil
 		},
 	}
@@ -436,18 +382,18 @@ extension (jitproxy approve ID). Live sessions keep running either way.`,
 			if err != nil {
 				return err
 			}
-			var a amendmentView
+			var a api.Amendment
 			if err := cl.do(cmd.Context(), "POST", "/api/v1/amendments/"+pathEscape(args[0])+"/extend", map[string]string{"duration": forDur, "reason": reason}, &a); err != nil {
 				return err
 			}
 			if f.json {
 				return printJSON(cmd.OutOrStdout(), a)
 			}
-			msg := a.status(time.Now())
+			msg := status(&a, time.Now())
 			if n := len(a.Extensions); n > 0 && a.Extensions[n-1].Pending {
 				msg = "extension waiting for approval; " + msg
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s  %s  %s\n", a.ShortID, a.State, a.resource(), msg)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s  %s  %s\n", a.ShortID, a.State, a.Resource, msg)
 			return nil
 		},
 	}
@@ -468,11 +414,7 @@ func newWhoamiCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Identity   amendment.Identity `json:"identity"`
-				ExpiresAt  *time.Time         `json:"session_expires_at,omitempty"`
-				Amendments []amendmentView    `json:"amendments"`
-			}
+			var out api.Whoami
 			if err := cl.do(cmd.Context(), "GET", "/api/v1/whoami", nil, &out); err != nil {
 				return err
 			}
