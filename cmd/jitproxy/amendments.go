@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -196,7 +195,7 @@ func waitDecision(cmd *cobra.Command, cl *client, a *api.Amendment, timeout time
 			return &exitError{code: 2, msg: "gave up waiting; amendment " + a.ShortID + " is still requested"}
 		case <-tick.C:
 		}
-		if err := cl.do(ctx, "GET", "/api/v1/amendments/"+pathEscape(a.ID), nil, a); err != nil {
+		if err := cl.do(ctx, "GET", "/api/v1/amendments/"+url.PathEscape(a.ID), nil, a); err != nil {
 			return err
 		}
 	}
@@ -281,7 +280,7 @@ func newShowCmd() *cobra.Command {
 				return err
 			}
 			var a api.Amendment
-			if err := cl.do(cmd.Context(), "GET", "/api/v1/amendments/"+pathEscape(args[0]), nil, &a); err != nil {
+			if err := cl.do(cmd.Context(), "GET", "/api/v1/amendments/"+url.PathEscape(args[0]), nil, &a); err != nil {
 				return err
 			}
 			if f.json {
@@ -322,7 +321,7 @@ func newActionCmd(action, short, long, field string, required bool) *cobra.Comma
 				return err
 			}
 			var a api.Amendment
-			if err := cl.do(cmd.Context(), "POST", "/api/v1/amendments/"+pathEscape(args[0])+"/"+action, map[string]string{field: text}, &a); err != nil {
+			if err := cl.do(cmd.Context(), "POST", "/api/v1/amendments/"+url.PathEscape(args[0])+"/"+action, map[string]string{field: text}, &a); err != nil {
 				return err
 			}
 			if f.json {
@@ -383,7 +382,7 @@ extension (jitproxy approve ID). Live sessions keep running either way.`,
 				return err
 			}
 			var a api.Amendment
-			if err := cl.do(cmd.Context(), "POST", "/api/v1/amendments/"+pathEscape(args[0])+"/extend", map[string]string{"duration": forDur, "reason": reason}, &a); err != nil {
+			if err := cl.do(cmd.Context(), "POST", "/api/v1/amendments/"+url.PathEscape(args[0])+"/extend", map[string]string{"duration": forDur, "reason": reason}, &a); err != nil {
 				return err
 			}
 			if f.json {
@@ -440,6 +439,3 @@ func newWhoamiCmd() *cobra.Command {
 	f.register(c)
 	return c
 }
-
-// stderrf prints one line to stderr.
-func stderrf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }

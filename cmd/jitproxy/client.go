@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,5 +220,3 @@ func (c *client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
-
-func pathEscape(s string) string { return url.PathEscape(s) }
