@@ -442,6 +442,46 @@ func (s *Service) List(ctx context.Context, who Identity, f Filter) ([]*Amendmen
 	return out, nil
 }
 
+// ActiveFor returns the person's amendment that grants access right now to
+// a resource for which match is true: of several, the one that lasts
+// longest. The proxies call it on every new connection and channel, so a
+// revocation never waits for a certificate or token to expire. With none, the
+// error is a not_found *Error whose message tells the person what to run.
+func (s *Service) ActiveFor(ctx context.Context, person, target string, match func(Resource) bool, hint string) (*Amendment, error) {
+	list, err := s.store.List(ctx, Filter{States: []State{Active}, Requester: person, Target: target})
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var best *Amendment
+	for _, a := range list {
+		if a.ActiveAt(now) && match(a.Resource) && (best == nil || a.ExpiresAt.After(best.ExpiresAt)) {
+			best = a
+		}
+	}
+	if best == nil {
+		return nil, &Error{Code: CodeNotFound, Message: hint}
+	}
+	return best, nil
+}
+
+// LatestExpiry returns when the last of the person's active amendments of
+// kind ends (zero if none): user certificates never outlive it.
+func (s *Service) LatestExpiry(ctx context.Context, person string, kind TargetKind) (time.Time, error) {
+	list, err := s.store.List(ctx, Filter{States: []State{Active}, Requester: person})
+	if err != nil {
+		return time.Time{}, err
+	}
+	now := s.clock()
+	var latest time.Time
+	for _, a := range list {
+		if a.Resource.Kind == kind && a.ActiveAt(now) && a.ExpiresAt.After(latest) {
+			latest = a.ExpiresAt
+		}
+	}
+	return latest, nil
+}
+
 // CanReadAudit reports whether who may read the whole audit trail: the
 // contract's admin and auditor groups.
 func (s *Service) CanReadAudit(who Identity) bool { return s.contract.CanReadAll(who) }

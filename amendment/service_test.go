@@ -581,3 +581,39 @@ func TestShortIDs(t *testing.T) {
 		t.Errorf("unknown prefix: got %v; want not_found", err)
 	}
 }
+
+func TestActiveFor(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	ubuntu := func(r amendment.Resource) bool { return r.Login == "ubuntu" }
+	if _, err := f.svc.ActiveFor(ctx, alice.Key(), "web-1", ubuntu, "no active amendment for ubuntu@web-1"); err == nil || err.Error() != "no active amendment for ubuntu@web-1" || amendment.CodeOf(err) != amendment.CodeNotFound {
+		t.Fatalf("before any request: got %v; want the hint as a not_found error", err)
+	}
+	short := must(f.svc.Request(ctx, alice, webReq()))(t)
+	must(f.svc.Approve(ctx, bob, short.ID, ""))(t)
+	r := webReq()
+	r.Duration = 3 * time.Hour
+	long := must(f.svc.Request(ctx, alice, r))(t)
+	long = must(f.svc.Approve(ctx, bob, long.ID, ""))(t)
+	got := must(f.svc.ActiveFor(ctx, alice.Key(), "web-1", ubuntu, "x"))(t)
+	if got.ID != long.ID {
+		t.Errorf("ActiveFor: got %s; want the longest-lasting %s", got.ID, long.ID)
+	}
+	if _, err := f.svc.ActiveFor(ctx, eve.Key(), "web-1", ubuntu, "x"); err == nil {
+		t.Error("another person got alice's amendment")
+	}
+	if _, err := f.svc.ActiveFor(ctx, alice.Key(), "web-1", func(r amendment.Resource) bool { return r.Login == "root" }, "x"); err == nil {
+		t.Error("a login the amendment does not grant matched")
+	}
+	if exp := must(f.svc.LatestExpiry(ctx, alice.Key(), amendment.KindSSH))(t); !exp.Equal(long.ExpiresAt) {
+		t.Errorf("LatestExpiry: got %v; want %v", exp, long.ExpiresAt)
+	}
+	// Past the stored expiry, before anything wrote "expired": nothing.
+	f.clock.Add(3*time.Hour + time.Second)
+	if _, err := f.svc.ActiveFor(ctx, alice.Key(), "web-1", ubuntu, "x"); err == nil {
+		t.Error("an amendment past its expiry still grants access")
+	}
+	if exp := must(f.svc.LatestExpiry(ctx, alice.Key(), amendment.KindSSH))(t); !exp.IsZero() {
+		t.Errorf("LatestExpiry after expiry: got %v; want zero", exp)
+	}
+}
