@@ -1,0 +1,202 @@
+package recording
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// The kinds of Statement.
+const (
+	StatementQuery   = "query"   // simple protocol Query
+	StatementParse   = "parse"   // extended protocol Parse
+	StatementBind    = "bind"    // extended protocol Bind
+	StatementExecute = "execute" // extended protocol Execute
+	StatementCopy    = "copy"    // COPY in either direction
+)
+
+// PGMeta describes the PostgreSQL session a QueryLog records.
+type PGMeta struct {
+	// Session is the session ID; it names the file, so it may hold only
+	// letters, digits, '.', '_' and '-'.
+	Session string
+	// Person is the identity; Role and Database what it reached on Target;
+	// Amendment the amendment the session rides on.
+	Person    string
+	Role      string
+	Database  string
+	Target    string
+	Amendment string
+}
+
+// QueryLogHeader is the first line of a query log.
+type QueryLogHeader struct {
+	Type      string    `json:"type"` // always "header"
+	Version   int       `json:"version"`
+	ID        string    `json:"id"`
+	Session   string    `json:"session"`
+	Person    string    `json:"person"`
+	Role      string    `json:"role"`
+	Database  string    `json:"database"`
+	Target    string    `json:"target"`
+	Amendment string    `json:"amendment,omitempty"`
+	Start     time.Time `json:"start"`
+}
+
+// Statement is one line of a query log after the header. In the file it is
+// a JSON object with "type":"statement", the time in RFC 3339 (UTC,
+// nanoseconds), and the duration as "duration_ms", float milliseconds.
+type Statement struct {
+	// Time is when the statement was sent; zero means Now when logged.
+	Time time.Time
+	// Kind is StatementQuery, StatementParse, StatementBind,
+	// StatementExecute or StatementCopy.
+	Kind string
+	// SQL is the statement text (for bind and execute, the prepared one's).
+	SQL string
+	// Params is the number of parameters.
+	Params int
+	// Values are the parameter values; nil unless the caller records them.
+	Values []string
+	// Rows is the row count from CommandComplete (or rows copied).
+	Rows int64
+	// Duration is from sending to CommandComplete or ErrorResponse.
+	Duration time.Duration
+	// Error is the SQLSTATE of an ErrorResponse, "" for success; Message
+	// its message.
+	Error   string
+	Message string
+}
+
+// QueryLog records one PostgreSQL session as JSON lines. Log is safe for
+// concurrent use with itself and Close, and does not allocate once the
+// scratch buffer has grown to the largest statement.
+type QueryLog struct {
+	w       *writer
+	scratch []byte // the line being encoded; guarded by w.mu
+}
+
+// queryLogVersion is the version in every query log header.
+const queryLogVersion = 1
+
+// StartPostgres creates the recording file for one PostgreSQL session,
+// writes its header and its sidecar, and returns the QueryLog to record
+// into. The QueryLog runs a flusher goroutine until Close: the caller must
+// close it.
+func (r *Recorder) StartPostgres(m PGMeta) (*QueryLog, error) {
+	if !validID(m.Session) {
+		return nil, fmt.Errorf("recording: session ID %q: use letters, digits, '.', '_' and '-'", m.Session)
+	}
+	meta := Meta{
+		ID:        m.Session,
+		Kind:      KindPostgres,
+		Session:   m.Session,
+		Person:    m.Person,
+		Role:      m.Role,
+		Database:  m.Database,
+		Target:    m.Target,
+		Amendment: m.Amendment,
+		Start:     r.now(),
+		State:     StateOpen,
+	}
+	f, err := r.create(&meta, ".jsonl")
+	if err != nil {
+		return nil, err
+	}
+	q, err := r.startQueryLog(meta, f)
+	if err != nil {
+		os.Remove(meta.Path)
+		return nil, err
+	}
+	return q, nil
+}
+
+// startQueryLog writes the header of a query log to f and starts it.
+func (r *Recorder) startQueryLog(meta Meta, f file) (*QueryLog, error) {
+	b, err := json.Marshal(QueryLogHeader{
+		Type:      "header",
+		Version:   queryLogVersion,
+		ID:        meta.ID,
+		Session:   meta.Session,
+		Person:    meta.Person,
+		Role:      meta.Role,
+		Database:  meta.Database,
+		Target:    meta.Target,
+		Amendment: meta.Amendment,
+		Start:     meta.Start.UTC(),
+	})
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("recording: encode %s header: %w", meta.ID, err)
+	}
+	w, err := r.open(meta, f, append(b, '\n'))
+	if err != nil {
+		return nil, err
+	}
+	return &QueryLog{w: w, scratch: make([]byte, 0, 1024)}, nil
+}
+
+// Log records one statement.
+func (q *QueryLog) Log(s Statement) {
+	q.w.mu.Lock()
+	defer q.w.mu.Unlock()
+	if !q.w.writable() {
+		return
+	}
+	if s.Time.IsZero() {
+		s.Time = q.w.now()
+	}
+	b := append(q.scratch[:0], `{"type":"statement","time":"`...)
+	b = s.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","kind":"`...)
+	b = appendEscaped(b, s.Kind)
+	b = append(b, `","sql":"`...)
+	b = appendEscaped(b, s.SQL)
+	b = append(b, `","params":`...)
+	b = strconv.AppendInt(b, int64(s.Params), 10)
+	if len(s.Values) > 0 {
+		b = append(b, `,"values":[`...)
+		for i, v := range s.Values {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = appendEscaped(b, v)
+			b = append(b, '"')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"rows":`...)
+	b = strconv.AppendInt(b, s.Rows, 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(s.Duration)/float64(time.Millisecond), 'f', -1, 64)
+	if s.Error != "" {
+		b = append(b, `,"error":"`...)
+		b = appendEscaped(b, s.Error)
+		b = append(b, '"')
+	}
+	if s.Message != "" {
+		b = append(b, `,"message":"`...)
+		b = appendEscaped(b, s.Message)
+		b = append(b, '"')
+	}
+	b = append(b, "}\n"...)
+	q.scratch = b
+	q.w.write(b)
+}
+
+// Close flushes, syncs and closes the file, and rewrites the sidecar with
+// the end, endReason, size and SHA-256. It returns the final metadata, and
+// the first write error if there was one (then State is StateIncomplete).
+// Calling Close again returns the same; statements after Close are dropped.
+func (q *QueryLog) Close(endReason string) (Meta, error) { return q.w.close(endReason, nil) }
+
+// Err returns the first write error, or nil. After one, the log drops
+// everything else: the proxy decides whether the session goes on.
+func (q *QueryLog) Err() error { return q.w.Err() }
+
+// Meta returns the recording's metadata as it is now: State is StateOpen
+// until Close.
+func (q *QueryLog) Meta() Meta { return q.w.snapshot() }

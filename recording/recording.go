@@ -1,0 +1,220 @@
+// Package recording writes and reads session recordings: asciicast v2 for
+// SSH, JSON lines for PostgreSQL, each with a metadata record and a SHA-256
+// that the audit trail seals. It does not decide what is recorded or seal
+// anything itself: the proxies call it, and the caller writes the audit rows.
+package recording
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// The kinds of recording.
+const (
+	KindSSH      = "ssh"
+	KindPostgres = "postgres"
+)
+
+// The states of a recording, as its sidecar says.
+const (
+	// StateOpen is a recording being written, or one whose writer stopped
+	// before closing it (RecoverIncomplete turns those into StateIncomplete).
+	StateOpen = "open"
+	// StateClosed is a recording closed normally: SHA256 covers every byte.
+	StateClosed = "closed"
+	// StateIncomplete is a recording that does not hold the whole session:
+	// the proxy stopped before closing it, or a write failed. SHA256 still
+	// covers exactly the bytes on disk.
+	StateIncomplete = "incomplete"
+)
+
+// EndReasonCrashed is the EndReason RecoverIncomplete gives a recording that
+// was still open when the proxy stopped.
+const EndReasonCrashed = "proxy stopped before the recording was closed"
+
+// Sentinel errors, checked with errors.Is.
+var (
+	// ErrExists means a recording with the same ID is already on disk for
+	// that day: session and channel IDs must be unique.
+	ErrExists = errors.New("recording: a recording with this ID already exists")
+	// ErrTruncated ends a read sequence whose last line is cut short, as a
+	// writer killed mid-write leaves it: every event before it is intact.
+	ErrTruncated = errors.New("recording: the last line is cut short (the writer stopped mid-write)")
+	// ErrMismatch means a recording file does not match the SHA-256 or size
+	// its metadata holds: it was changed after it was sealed.
+	ErrMismatch = errors.New("recording: the file does not match its metadata")
+	// ErrNotSealed means the metadata holds no SHA-256 yet (StateOpen).
+	ErrNotSealed = errors.New("recording: the recording is still open and has no SHA-256")
+)
+
+// Defaults for zero Config fields.
+const (
+	defaultFlushInterval = time.Second
+	bufferSize           = 32 << 10
+)
+
+// Config configures a Recorder.
+type Config struct {
+	// Dir is the root of the recordings tree; it is created with mode 0700
+	// if missing. Required.
+	Dir string
+	// RecordInput records what SSH users type ("i" events). False means
+	// Cast.Input drops it: keystrokes include passwords typed at prompts.
+	RecordInput bool
+	// FlushInterval bounds how long a written event may sit in memory before
+	// it reaches the file (each open recording's flusher goroutine flushes
+	// this often), so a crash of the proxy loses at most that much; fsync
+	// happens only at Close. 0 means 1s.
+	FlushInterval time.Duration
+	// Now is the clock for start, end and event times; nil means time.Now.
+	Now func() time.Time
+	// Logger receives write failures and recoveries; the zero Logger logs
+	// nothing. Lines name recordings by ID and never hold recorded data.
+	Logger zerolog.Logger
+}
+
+// Recorder starts recordings under one directory. It is safe for
+// concurrent use.
+type Recorder struct {
+	dir         string
+	recordInput bool
+	flushEvery  time.Duration
+	now         func() time.Time
+	log         zerolog.Logger
+
+	mu     sync.Mutex          // guards active
+	active map[string]struct{} // sidecar paths of recordings this Recorder has started and not yet closed
+}
+
+// New validates cfg, creates cfg.Dir if needed and returns a Recorder.
+func New(cfg Config) (*Recorder, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("recording: Config.Dir is empty")
+	}
+	if cfg.FlushInterval < 0 {
+		return nil, errors.New("recording: Config.FlushInterval is negative")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("recording: create %s: %w", cfg.Dir, err)
+	}
+	r := &Recorder{
+		dir:         cfg.Dir,
+		recordInput: cfg.RecordInput,
+		flushEvery:  cfg.FlushInterval,
+		now:         cfg.Now,
+		log:         cfg.Logger,
+		active:      make(map[string]struct{}),
+	}
+	if r.flushEvery == 0 {
+		r.flushEvery = defaultFlushInterval
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r, nil
+}
+
+// Meta describes one recording. It is what the sidecar file holds and what
+// the audit trail seals.
+type Meta struct {
+	// ID names the recording: "SESSION-CHANNEL" for SSH, "SESSION" for
+	// PostgreSQL.
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Session is the session ID; Channel the SSH channel within it.
+	Session string `json:"session"`
+	Channel string `json:"channel,omitempty"`
+	// Person is the identity the session belongs to.
+	Person string `json:"person"`
+	// Login is the SSH login on the target.
+	Login string `json:"login,omitempty"`
+	// Role and Database are the PostgreSQL role and database.
+	Role     string `json:"role,omitempty"`
+	Database string `json:"database,omitempty"`
+	Target   string `json:"target"`
+	// Amendment is the amendment the session rode on.
+	Amendment string `json:"amendment,omitempty"`
+	// Command is the SSH exec command, or "" for a shell.
+	Command string `json:"command,omitempty"`
+	// Start is when recording began; End when it was closed (zero while
+	// open).
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end,omitzero"`
+	// EndReason says why the session ended: "exit", "client closed",
+	// "expired", "revoked by bob: reason", "proxy shutdown",
+	// EndReasonCrashed, ...
+	EndReason string `json:"end_reason,omitempty"`
+	// Bytes is the size of the recording file, the bytes SHA256 covers.
+	Bytes int64 `json:"bytes"`
+	// SHA256 is the hex SHA-256 of the whole recording file as closed; ""
+	// while open.
+	SHA256 string `json:"sha256,omitempty"`
+	// State is StateOpen, StateClosed or StateIncomplete.
+	State string `json:"state"`
+	// Path is the recording file, DIR/YYYY/MM/DD/ID.cast (or .jsonl), the
+	// date the UTC day of Start. The sidecar, ID.cast.meta.json beside it,
+	// stores only the file name, so the tree can be moved; every Meta this
+	// package returns has the full path.
+	Path string `json:"path"`
+}
+
+// validID reports whether s can name a recording file: letters, digits,
+// '.', '_' and '-', not starting with '.', at most 128 bytes.
+func validID(s string) bool {
+	if s == "" || len(s) > 128 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// sidecarSuffix ends every sidecar file name: the recording's file name
+// followed by it.
+const sidecarSuffix = ".meta.json"
+
+// relPath is where a recording with id, started at start, lives under the
+// recordings directory: YYYY/MM/DD/ID.ext, the date in UTC.
+func relPath(start time.Time, id, ext string) string {
+	return filepath.Join(start.UTC().Format("2006/01/02"), id+ext)
+}
+
+// track records that the recording with sidecar path is open; it reports
+// false if it already is.
+func (r *Recorder) track(sidecar string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.active[sidecar]; ok {
+		return false
+	}
+	r.active[sidecar] = struct{}{}
+	return true
+}
+
+// untrack forgets an open recording.
+func (r *Recorder) untrack(sidecar string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.active, sidecar)
+}
+
+// isOpen reports whether this Recorder has the recording with sidecar path
+// open.
+func (r *Recorder) isOpen(sidecar string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.active[sidecar]
+	return ok
+}
