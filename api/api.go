@@ -55,6 +55,15 @@ type Config struct {
 	// Now is the clock for relative start times and time left; nil means
 	// time.Now.
 	Now func() time.Time
+	// SSH mints SSH user certificates (POST /api/v1/ssh/certificate); nil
+	// means this server has no SSH bastion.
+	SSH *SSHCredentials
+	// DB issues PostgreSQL tokens (POST /api/v1/db/token); nil means this
+	// server has no PostgreSQL endpoint.
+	DB *DBCredentials
+	// AuditLog records what the API hands out (certificates, tokens); nil
+	// means nothing is recorded, which only tests should do.
+	AuditLog AuditLog
 	// Extra mounts more handlers on the same mux under ServeMux patterns
 	// ("/auth/", "/dev-idp/", "GET /metrics"). They get request IDs, the
 	// request log line, panic recovery and nosniff, but no authentication
@@ -89,6 +98,9 @@ type Handler struct {
 	maxBody    int64
 	now        func() time.Time
 	mux        *http.ServeMux
+	ssh        *SSHCredentials
+	db         *DBCredentials
+	auditLog   AuditLog
 }
 
 // New validates cfg and returns a Handler with every route registered.
@@ -114,6 +126,9 @@ func New(cfg Config) (*Handler, error) {
 		maxBody:    cfg.MaxBodyBytes,
 		now:        cfg.Now,
 		mux:        http.NewServeMux(),
+		ssh:        cfg.SSH,
+		db:         cfg.DB,
+		auditLog:   cfg.AuditLog,
 	}
 	if h.maxBody == 0 {
 		h.maxBody = defaultMaxBodyBytes
@@ -136,6 +151,9 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.Handle("GET /api/v1/whoami", h.authed(h.whoami))
 	h.mux.Handle("GET /api/v1/audit", h.authed(h.auditStream))
 	h.mux.Handle("GET /api/v1/audit/verify", h.authed(h.auditVerify))
+	h.mux.Handle("GET /api/v1/targets", h.authed(h.targets))
+	h.mux.Handle("POST /api/v1/ssh/certificate", h.authed(h.sshCertificate))
+	h.mux.Handle("POST /api/v1/db/token", h.authed(h.dbToken))
 
 	for pattern, handler := range cfg.Extra {
 		if handler == nil {
