@@ -39,7 +39,6 @@ func credEnv(t *testing.T) (*env, *certs.Authority, *certs.TokenIssuer) {
 	return e, ca, tokens
 }
 
-
 func (e *env) auditTypes(t *testing.T) []string {
 	t.Helper()
 	var out []string
