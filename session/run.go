@@ -1,0 +1,249 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jitproxy/jitproxy/amendment"
+)
+
+// Backoffs of Run when the store misbehaves.
+const (
+	// resubscribeMin and resubscribeMax bound the wait before subscribing
+	// again when subscriptions keep closing at once (a closed store).
+	resubscribeMin = 50 * time.Millisecond
+	resubscribeMax = 5 * time.Second
+	// quickClose is how short a subscription must be to count as closing
+	// at once.
+	quickClose = time.Second
+	// rereadMin and rereadMax bound the wait before re-reading amendments
+	// whose re-read failed.
+	rereadMin = 250 * time.Millisecond
+	rereadMax = 30 * time.Second
+)
+
+// Run follows amendment changes until ctx ends: a revocation (any change to
+// a final state) cuts every session on that amendment at once, an extension
+// moves its timers, and anything else only refreshes what the registry
+// knows. It subscribes, then re-reads every bound amendment; and whenever
+// the subscription is closed (it fell behind), it does so again, so that a
+// lost notification can never leave a session alive past its amendment.
+//
+// When Run returns the registry is closed: its timers are stopped, it takes
+// no new sessions, and the caller cuts the live ones with CutAll. Run waits
+// for the cuts it started.
+func (r *Registry) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.running || r.closed {
+		r.mu.Unlock()
+		return errors.New("session: Run called twice, or after CutAll")
+	}
+	r.running = true
+	r.mu.Unlock()
+	defer r.shutdown()
+
+	backoff := resubscribeMin
+	for first := true; ; first = false {
+		if !first {
+			r.log.Warn().Msg("session: the amendment change feed closed (fell behind); re-reading every bound amendment")
+		}
+		start := time.Now()
+		r.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) >= quickClose {
+			backoff = resubscribeMin
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, resubscribeMax)
+	}
+}
+
+// follow subscribes, re-reads what is bound, and handles changes until the
+// subscription closes.
+func (r *Registry) follow(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes := r.am.Subscribe(ctx)
+	// Everything bound (or being bound) now is re-read after subscribing,
+	// so every change is either in that read or on the channel.
+	failed := r.reread(ctx, r.boundIDs())
+	wait := rereadMin
+	retry := time.NewTimer(wait)
+	defer retry.Stop()
+	if len(failed) == 0 {
+		retry.Stop()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-changes:
+			if !ok {
+				return
+			}
+			if c.After != nil {
+				r.observe(c.After)
+			}
+		case <-retry.C:
+			if failed = r.reread(ctx, failed); len(failed) > 0 {
+				wait = min(2*wait, rereadMax)
+				retry.Reset(wait)
+			}
+		}
+	}
+}
+
+// boundIDs returns the amendments with sessions bound or being bound.
+func (r *Registry) boundIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, 0, len(r.bindings)+len(r.pending))
+	for id := range r.bindings {
+		ids = append(ids, id)
+	}
+	for id := range r.pending {
+		if r.bindings[id] == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// reread reads each amendment again and acts on what it finds; it returns
+// the ids it could not read.
+func (r *Registry) reread(ctx context.Context, ids []string) (failed []string) {
+	for _, id := range ids {
+		a, err := r.am.Get(ctx, id)
+		switch {
+		case errors.Is(err, amendment.ErrNotFound):
+			r.vanished(id)
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.log.Error().Err(err).Str("amendment", id).Msg("session: re-reading an amendment; will retry")
+			failed = append(failed, id)
+		default:
+			r.observe(a)
+		}
+	}
+	return failed
+}
+
+// vanished cuts the sessions of an amendment that the store no longer has
+// (fail closed: nothing grants them access any more).
+func (r *Registry) vanished(id string) {
+	r.mu.Lock()
+	b := r.bindings[id]
+	if b == nil {
+		r.mu.Unlock()
+		return
+	}
+	why := ended{cause: Ended{Amendment: b.a.ShortID(), Reason: "amendment " + b.a.ShortID() + " no longer exists"}, label: "revoked"}
+	ls := r.takeLocked(b)
+	r.inflight.Add(1) // from Run's goroutine, before its Wait
+	r.mu.Unlock()
+	go func() {
+		defer r.inflight.Done()
+		r.cut(ls, why)
+	}()
+}
+
+// observe acts on a version of an amendment from the change feed or a
+// re-read, starting (and not waiting for) any cut it calls for.
+func (r *Registry) observe(a *amendment.Amendment) {
+	now := r.now()
+	r.mu.Lock()
+	ls, why := r.updateLocked(a, now)
+	if len(ls) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.inflight.Add(1) // from Run's goroutine, before its Wait
+	r.mu.Unlock()
+	go func() {
+		defer r.inflight.Done()
+		r.cut(ls, why)
+	}()
+}
+
+// updateLocked records a, if it is newer than what the registry knows, and
+// returns the sessions it ends (already removed from the registry) with
+// why; an extension re-arms the amendment's timers. r.mu must be held.
+func (r *Registry) updateLocked(a *amendment.Amendment, now time.Time) ([]*live, ended) {
+	if p := r.pending[a.ID]; p != nil && (p.latest == nil || a.Version > p.latest.Version) {
+		p.latest = a
+	}
+	b := r.bindings[a.ID]
+	if b == nil || a.Version <= b.a.Version {
+		return nil, ended{}
+	}
+	old := b.a
+	b.a = a
+	if a.State != amendment.Active || !now.Before(a.ExpiresAt) {
+		return r.takeLocked(b), endedOf(a)
+	}
+	if !a.ExpiresAt.Equal(old.ExpiresAt) {
+		r.armLocked(b, now)
+		r.log.Info().Str("amendment", a.ID).Time("expires_at", a.ExpiresAt).Int("sessions", len(b.sessions)).
+			Msg("session: amendment extended; timers moved, sessions untouched")
+	}
+	return nil, ended{}
+}
+
+// cut cuts every session in ls, all at once: each is cancelled with its
+// cause and its Cut called in its own goroutine (the last in the caller's),
+// and cut returns when every Cut has.
+func (r *Registry) cut(ls []*live, why ended) {
+	if len(ls) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, l := range ls[:len(ls)-1] {
+		wg.Go(func() { r.cutOne(l, why) })
+	}
+	r.cutOne(ls[len(ls)-1], why)
+	wg.Wait()
+}
+
+func (r *Registry) cutOne(l *live, why ended) {
+	cause := why.cause // each session its own copy, naming what it reached
+	cause.Resource = l.s.Resource
+	if cause.Amendment == "" {
+		cause.Amendment = l.short
+	}
+	l.cancel(&cause)
+	l.s.Cut(&cause)
+	latency := time.Duration(-1)
+	if !why.origin.IsZero() {
+		latency = max(r.now().Sub(why.origin), 0)
+	}
+	r.metrics.end(string(l.s.Kind), why.label, latency)
+	l.log.Info().Str("state", cause.State).Str("by", cause.By).Str("reason", cause.Reason).
+		Dur("latency", latency).Msg("session cut")
+}
+
+// shutdown closes the registry when Run returns: no new sessions, no
+// timers; it waits for the timer callbacks and cuts in flight.
+func (r *Registry) shutdown() {
+	r.mu.Lock()
+	r.closed = true
+	for _, b := range r.bindings {
+		r.stopLocked(b)
+	}
+	n := len(r.sessions)
+	r.mu.Unlock()
+	r.inflight.Wait()
+	if n > 0 {
+		r.log.Info().Int("sessions", n).Msg("session: registry closed with sessions live; cut them with CutAll")
+	}
+}
