@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -221,18 +222,11 @@ func (h *Handler) dbToken(w http.ResponseWriter, r *http.Request, who amendment.
 	host, portStr, _ := net.SplitHostPort(h.db.Endpoint)
 	port, _ := strconv.Atoi(portStr)
 	db := body.Target
-	if d := cmpOr(body.Database, a.Resource.Database); d != "" {
+	if d := cmp.Or(body.Database, a.Resource.Database); d != "" {
 		db += "/" + d
 	}
 	writeJSON(w, http.StatusOK, DBToken{Token: tok, ExpiresAt: expires.UTC(), Amendment: a.ID, Host: host, Port: port, User: who.Key(), DBName: db, SSLMode: "require"})
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // AuditLog appends audit rows for events that change no amendment.

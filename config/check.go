@@ -83,11 +83,19 @@ func (c *Config) checkServer(ck *checker) {
 	} else {
 		checkListen(ck, "server.api_listen", s.APIListen)
 	}
-	if s.SSHListen != "" {
-		checkListen(ck, "server.ssh_listen", s.SSHListen)
-	}
-	if s.PostgresListen != "" {
-		checkListen(ck, "server.postgres_listen", s.PostgresListen)
+	for _, l := range []struct{ name, listen, public, port string }{
+		{"ssh", s.SSHListen, s.SSHPublicAddress, "2222"},
+		{"postgres", s.PostgresListen, s.PostgresPublicAddress, "5433"},
+	} {
+		if l.listen == "" {
+			continue
+		}
+		checkListen(ck, "server."+l.name+"_listen", l.listen)
+		if l.public != "" {
+			checkDial(ck, "server."+l.name+"_public_address", l.public, "jitproxy.example.com:"+l.port)
+		} else if host, port, err := net.SplitHostPort(l.listen); err == nil && (host == "" || net.ParseIP(host).IsUnspecified()) {
+			ck.errorf("server."+l.name+"_public_address", "required when %s_listen (%s) names no host: the host:port people connect to, e.g. jitproxy.example.com:%s", l.name, l.listen, port)
+		}
 	}
 	listens := []struct{ path, addr string }{
 		{"server.api_listen", s.APIListen}, {"server.ssh_listen", s.SSHListen}, {"server.postgres_listen", s.PostgresListen},

@@ -7,6 +7,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -41,9 +42,17 @@ type Server struct {
 	// SSHListen is the SSH bastion address; empty disables the bastion.
 	// Default 127.0.0.1:2222.
 	SSHListen string `yaml:"ssh_listen"`
+	// SSHPublicAddress is the host:port people's ssh connects to (behind a
+	// load balancer, its name); the bastion's host certificate names its
+	// host. Empty means SSHListen, which must then name a host (not
+	// 0.0.0.0 or an empty host).
+	SSHPublicAddress string `yaml:"ssh_public_address"`
 	// PostgresListen is the PostgreSQL endpoint address; empty disables it.
 	// Default 127.0.0.1:5433.
 	PostgresListen string `yaml:"postgres_listen"`
+	// PostgresPublicAddress is the host:port people's psql connects to.
+	// Empty means PostgresListen, which must then name a host.
+	PostgresPublicAddress string `yaml:"postgres_public_address"`
 	// ShutdownTimeout bounds a graceful shutdown. Default 15s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// MaxBodyBytes bounds an API request body. Default 65536.
@@ -426,3 +435,9 @@ func plural(n int, noun string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }
+
+// SSHAddress is the host:port people's ssh reaches the bastion at.
+func (s Server) SSHAddress() string { return cmp.Or(s.SSHPublicAddress, s.SSHListen) }
+
+// PostgresAddress is the host:port people's psql reaches the endpoint at.
+func (s Server) PostgresAddress() string { return cmp.Or(s.PostgresPublicAddress, s.PostgresListen) }

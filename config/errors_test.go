@@ -31,7 +31,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "missing_required", want: 11},
 		{name: "wrong_type", want: 8},
 		{name: "not_offered", want: 5},
-		{name: "bad_addresses", want: 7},
+		{name: "bad_addresses", want: 8},
 		{name: "syntax_error", want: 1},
 		{name: "many_errors", want: 13},
 	}

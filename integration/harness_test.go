@@ -66,6 +66,8 @@ type server struct {
 	data    string // the data directory, kept across restarts
 	config  string
 	url     string
+	sshAddr string // the bastion, when started
+	pgAddr  string // the PostgreSQL endpoint, when started
 	cmd     *exec.Cmd
 	logs    *syncBuffer
 	exited  chan error
@@ -97,8 +99,8 @@ const testConfig = `
 server:
   api_listen: 127.0.0.1:%[1]d
   public_url: http://127.0.0.1:%[1]d
-  ssh_listen: ""
-  postgres_listen: ""
+  ssh_listen: "%[2]s"
+  postgres_listen: "%[3]s"
   shutdown_timeout: 5s
 log: {level: debug, format: json}
 storage: {driver: sqlite, data_dir: ./data}
@@ -115,7 +117,9 @@ dev_idp:
 targets:
   ssh:
     - {name: web-1, address: "127.0.0.1:22", logins: [ubuntu], host_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"]}
+%[4]s
   postgres:
+%[5]s
     - name: app-db
       address: "127.0.0.1:5432"
       databases: [app]
@@ -140,16 +144,73 @@ contract:
       max_duration: 1h
       approvals: {count: 0}
       require_reason: false
+%[6]s`
+
+// demoSSH and demoDB are the dev-mode targets that `jitproxy dev` starts
+// itself: a private sshd and a private PostgreSQL.
+const (
+	demoSSH = `    - {name: demo-ssh, dev_sshd: true}`
+	demoDB  = `    - name: demo-db
+      dev_postgres: true
+      databases: [app]
+      tls: {mode: disable}
+      roles:
+        - {name: app_ro, password: app-ro-pw}
+        - {name: app_rw, password: app-rw-pw}`
+)
+
+// demoSSHRule and demoDBRule let eng request the demo targets, with bob's
+// approval.
+const (
+	demoSSHRule = `    - name: eng-demo-ssh
+      who: {groups: [eng]}
+      targets: [demo-ssh]
+      logins: ["*"]
+      port_forwarding: true
+      max_duration: 4h
+      approvals: {count: 1, groups: [sre-leads]}
+      require_reason: false
 `
+	demoDBRule = `    - name: eng-demo-db
+      who: {groups: [eng]}
+      targets: [demo-db]
+      roles: [app_rw, app_ro]
+      databases: [app]
+      max_duration: 4h
+      approvals: {count: 1, groups: [sre-leads]}
+      require_reason: false
+`
+)
+
+// serverOptions chooses what a test server runs besides the API.
+type serverOptions struct {
+	ssh, postgres bool
+	extra         string // more YAML sections
+}
 
 // startServer writes a config on a free port (plus extra YAML sections) and
-// starts `jitproxy dev` on it; it is stopped at the end of the test.
+// starts `jitproxy dev` on it with the API only; it is stopped at the end of
+// the test.
 func startServer(t *testing.T, extra ...string) *server {
+	t.Helper()
+	return startServerWith(t, serverOptions{extra: strings.Join(extra, "\n")})
+}
+
+// startServerWith starts `jitproxy dev` with the SSH bastion and its demo
+// sshd, and the PostgreSQL endpoint and its demo server, as asked.
+func startServerWith(t *testing.T, o serverOptions) *server {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
-	s := &server{t: t, dir: dir, data: filepath.Join(dir, "data"), config: filepath.Join(dir, "jitproxy.yaml"), url: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	if err := os.WriteFile(s.config, fmt.Appendf(nil, testConfig+strings.Join(extra, "\n"), port), 0o600); err != nil {
+	var sshListen, pgListen, sshTargets, pgTargets, rule string
+	if o.ssh {
+		sshListen, sshTargets, rule = fmt.Sprintf("127.0.0.1:%d", freePort(t)), demoSSH, demoSSHRule
+	}
+	if o.postgres {
+		pgListen, pgTargets, rule = fmt.Sprintf("127.0.0.1:%d", freePort(t)), demoDB, rule+demoDBRule
+	}
+	s := &server{t: t, dir: dir, data: filepath.Join(dir, "data"), config: filepath.Join(dir, "jitproxy.yaml"), url: fmt.Sprintf("http://127.0.0.1:%d", port), sshAddr: sshListen, pgAddr: pgListen}
+	if err := os.WriteFile(s.config, fmt.Appendf(nil, testConfig+o.extra, port, sshListen, pgListen, sshTargets, pgTargets, rule), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.start()

@@ -439,3 +439,47 @@ func newWhoamiCmd() *cobra.Command {
 	f.register(c)
 	return c
 }
+
+func newTargetsCmd() *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{
+		Use:   "targets",
+		Short: "List the targets you may request access to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.newClient(true)
+			if err != nil {
+				return err
+			}
+			var t api.Targets
+			if err := cl.do(cmd.Context(), "GET", "/api/v1/targets", nil, &t); err != nil {
+				return err
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), t)
+			}
+			if len(t.Targets) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no target you may request: ask your jitproxy admin")
+				return nil
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TARGET\tKIND\tOFFERS\tRULES")
+			for _, v := range t.Targets {
+				offers := strings.Join(v.Logins, ",")
+				if v.Kind == amendment.KindPostgres {
+					offers = strings.Join(v.Roles, ",")
+					if len(v.Databases) > 0 {
+						offers += " on " + strings.Join(v.Databases, ",")
+					}
+				}
+				if offers == "" {
+					offers = "any"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, v.Kind, offers, strings.Join(v.Rules, ","))
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(c)
+	return c
+}

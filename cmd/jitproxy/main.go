@@ -73,11 +73,13 @@ Operators:        jitproxy serve --config FILE; jitproxy config check; jitproxy 
 		newLoginCmd(), newLogoutCmd(), newWhoamiCmd(),
 		newRequestCmd(), newAmendmentsCmd(), newShowCmd(),
 		newApproveCmd(), newDenyCmd(), newRevokeCmd(), newExtendCmd(), newWithdrawCmd(),
+		newTargetsCmd(), newCertsCmd(), newSSHConfigCmd(), newSSHCmd(), newSSHProxyCmd(),
+		newDBTokenCmd(), newDBEnvCmd(), newPsqlCmd(),
 	} {
 		c.GroupID = "client"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newServeCmd(), newDevCmd(), newConfigCmd(), newAuditCmd()} {
+	for _, c := range []*cobra.Command{newServeCmd(), newDevCmd(), newConfigCmd(), newAuditCmd(), newRecordingsCmd(), newReplayCmd()} {
 		c.GroupID = "server"
 		root.AddCommand(c)
 	}

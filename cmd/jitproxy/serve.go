@@ -115,6 +115,7 @@ it again on the same directory and nothing is lost. Not for production.`,
 			return runServer(cmd.Context(), cfg, log, serverOptions{
 				extra:        map[string]http.Handler{idpPath + "/": idp},
 				clientSecret: secret,
+				devTargets:   true,
 				ready:        func(string) { printWalkthrough(cmd.OutOrStdout(), cfg) },
 			})
 		},

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
 
@@ -20,8 +23,11 @@ import (
 	"github.com/jitproxy/jitproxy/api"
 	"github.com/jitproxy/jitproxy/audit"
 	"github.com/jitproxy/jitproxy/auth"
+	"github.com/jitproxy/jitproxy/certs"
 	"github.com/jitproxy/jitproxy/config"
 	"github.com/jitproxy/jitproxy/notify"
+	"github.com/jitproxy/jitproxy/recording"
+	"github.com/jitproxy/jitproxy/session"
 	"github.com/jitproxy/jitproxy/store"
 )
 
@@ -56,6 +62,9 @@ type serverOptions struct {
 	// clientSecret overrides the config's OIDC client secret (dev mode
 	// generates one per run for its own IdP).
 	clientSecret string
+	// devTargets starts the demo sshd and PostgreSQL for the targets marked
+	// dev_sshd and dev_postgres.
+	devTargets bool
 	// ready is called once the API listener accepts connections.
 	ready func(addr string)
 }
@@ -78,6 +87,18 @@ func runServer(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts
 		}
 	}()
 
+	authority, err := newAuthority(cfg)
+	if err != nil {
+		return err
+	}
+	if opts.devTargets {
+		stop, err := startDevTargets(ctx, cfg, authority, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
 	svc, err := amendment.New(amendment.Config{Store: st, Contract: cfg.Contract(), Logger: log.With().Str("component", "amendment").Logger()})
 	if err != nil {
 		return err
@@ -85,6 +106,29 @@ func runServer(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts
 	// Expire what expired while we were down, before any listener opens.
 	if _, err := svc.Tick(ctx); err != nil {
 		return fmt.Errorf("settling amendments at start: %w", err)
+	}
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry, err := session.New(session.Config{
+		Amendments: st,
+		Warnings:   durations(cfg.SSH.WarnBefore),
+		Logger:     log.With().Str("component", "session").Logger(),
+		Metrics:    session.NewMetrics(metrics),
+	})
+	if err != nil {
+		return err
+	}
+	recorder, err := recording.New(recording.Config{Dir: cfg.Recordings.Dir, RecordInput: cfg.Recordings.RecordInput, Logger: log.With().Str("component", "recording").Logger()})
+	if err != nil {
+		return err
+	}
+	crashed, err := recorder.RecoverIncomplete()
+	if err != nil {
+		return fmt.Errorf("recordings: %w", err)
+	}
+	for _, m := range crashed {
+		appendAudit(ctx, st, log, audit.TypeRecordingSealed, m.Person, m)
 	}
 
 	secret := opts.clientSecret
@@ -122,7 +166,14 @@ func runServer(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts
 	}
 	defer broker.Close()
 
-	extra := map[string]http.Handler{"/auth/": broker}
+	tokens, err := certs.NewTokenIssuer(certs.TokenConfig{KeyFile: filepath.Join(dataDir, "db_token_key"), MaxTTL: max(cfg.Postgres.TokenTTL.Std(), time.Minute)})
+	if err != nil {
+		return err
+	}
+	extra := map[string]http.Handler{
+		"/auth/":       broker,
+		"GET /metrics": promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
+	}
 	for p, h := range opts.extra {
 		extra[p] = h
 	}
@@ -134,6 +185,9 @@ func runServer(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts
 		Logger:        log.With().Str("component", "api").Logger(),
 		MaxBodyBytes:  cfg.Server.MaxBodyBytes,
 		Extra:         extra,
+		SSH:           sshCredentials(cfg, authority),
+		DB:            &api.DBCredentials{Tokens: tokens, Endpoint: cfg.Server.PostgresAddress(), TTL: cfg.Postgres.TokenTTL.Std()},
+		AuditLog:      st,
 	})
 	if err != nil {
 		return err
@@ -163,6 +217,31 @@ func runServer(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts
 			log.Error().Err(err).Msg("amendment scheduler stopped")
 		}
 	})
+	wg.Go(func() {
+		if err := registry.Run(bg); err != nil {
+			log.Error().Err(err).Msg("session registry stopped")
+		}
+	})
+	var proxies []interface{ Shutdown(context.Context) error }
+	if cfg.Server.SSHListen != "" {
+		bastion, err := newBastion(cfg, authority, svc, registry, recorder, st, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		sln, err := net.Listen("tcp", cfg.Server.SSHListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("SSH listener: %w", err)
+		}
+		wg.Go(func() {
+			if err := bastion.Serve(sln); err != nil && !errors.Is(err, net.ErrClosed) {
+				log.Error().Err(err).Msg("SSH bastion stopped")
+			}
+		})
+		proxies = append(proxies, bastion)
+		log.Info().Str("ssh", sln.Addr().String()).Msg("SSH bastion listening")
+	}
 	if hooks := cfg.Notifications.Webhooks; len(hooks) > 0 {
 		n, err := newNotifier(cfg, log)
 		if err != nil {
@@ -196,6 +275,11 @@ func runServer(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn().Err(err).Msg("requests still in flight at the shutdown timeout were cut")
 		srv.Close()
+	}
+	for _, p := range proxies {
+		if err := p.Shutdown(sctx); err != nil {
+			log.Warn().Err(err).Msg("proxy shutdown")
+		}
 	}
 	stopBG()
 	wg.Wait()

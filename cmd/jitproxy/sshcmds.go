@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/jitproxy/jitproxy/api"
+	"github.com/jitproxy/jitproxy/certs"
+	sshproxy "github.com/jitproxy/jitproxy/proxy/ssh"
+)
+
+// Files of the SSH client setup in $JITPROXY_HOME.
+const (
+	sshKeyFile     = "id_ed25519"
+	sshCertFile    = "id_ed25519-cert.pub"
+	knownHostsFile = "known_hosts"
+	sshStateFile   = "ssh.json"
+	bastionDial    = 10 * time.Second
+)
+
+// sshState is what `jitproxy certs` remembers for the ProxyCommand, so a
+// connection needs no API round trip.
+type sshState struct {
+	Proxy       string    `json:"proxy"`
+	Bastion     string    `json:"bastion"`
+	ValidBefore time.Time `json:"valid_before"`
+}
+
+// refreshCert makes sure the key exists, asks the server for a certificate
+// (only granted while the person holds an active SSH amendment), and writes
+// the certificate, known_hosts and state files, all 0600. It also adds the
+// key and certificate to a running ssh-agent.
+func refreshCert(ctx context.Context, cl *client) (*api.Certificate, error) {
+	h, err := home()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(h, 0o700); err != nil {
+		return nil, err
+	}
+	signer, err := certs.LoadOrCreateKey(filepath.Join(h, sshKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	pub := ssh.MarshalAuthorizedKey(signer.PublicKey())
+	if err := writeFile0600(filepath.Join(h, sshKeyFile+".pub"), pub); err != nil {
+		return nil, err
+	}
+	var c api.Certificate
+	if err := cl.do(ctx, "POST", "/api/v1/ssh/certificate", api.CertificateBody{PublicKey: string(pub)}, &c); err != nil {
+		return nil, err
+	}
+	if err := writeFile0600(filepath.Join(h, sshCertFile), []byte(c.Certificate+"\n")); err != nil {
+		return nil, err
+	}
+	if err := writeFile0600(filepath.Join(h, knownHostsFile), []byte(strings.Join(c.KnownHosts, "\n")+"\n")); err != nil {
+		return nil, err
+	}
+	st, _ := json.MarshalIndent(sshState{Proxy: cl.base, Bastion: c.Bastion, ValidBefore: c.ValidBefore}, "", "  ")
+	if err := writeFile0600(filepath.Join(h, sshStateFile), st); err != nil {
+		return nil, err
+	}
+	addToAgent(filepath.Join(h, sshKeyFile), c.Certificate, c.ValidBefore)
+	return &c, nil
+}
+
+// addToAgent adds the key with its certificate to the ssh-agent at
+// SSH_AUTH_SOCK, if one runs, with a lifetime that ends with the
+// certificate. Failing to is not an error: ssh reads the files too.
+func addToAgent(keyFile, certLine string, until time.Time) {
+	sock := os.Getenv("SSH_AUTH_SOCK")
+	if sock == "" {
+		return
+	}
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return
+	}
+	priv, err := ssh.ParseRawPrivateKey(b)
+	if err != nil {
+		return
+	}
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(certLine))
+	if err != nil {
+		return
+	}
+	cert, ok := k.(*ssh.Certificate)
+	if !ok {
+		return
+	}
+	conn, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	life := time.Until(until)
+	if life <= 0 {
+		return
+	}
+	agent.NewClient(conn).Add(agent.AddedKey{PrivateKey: priv, Certificate: cert, LifetimeSecs: uint32(life / time.Second), Comment: cert.KeyId + " (jitproxy)"})
+}
+
+func writeFile0600(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil { // WriteFile keeps an existing file's mode
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func newCertsCmd() *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{
+		Use:   "certs",
+		Short: "Get an SSH certificate for your active amendments",
+		Long: `Get a short-lived SSH certificate for your key ($JITPROXY_HOME/id_ed25519,
+made on first use), valid until your last active SSH amendment ends. Run it
+after a new approval. It also writes the known_hosts file that trusts
+jitproxy's host CA, and adds the key to your ssh-agent if one is running.
+Which targets and logins you reach is checked live on every connection.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.newClient(true)
+			if err != nil {
+				return err
+			}
+			c, err := refreshCert(cmd.Context(), cl)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), c)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "SSH certificate for %s valid until %s; bastion %s\n", c.Principals[0], c.ValidBefore.Local().Format("2006-01-02 15:04"), c.Bastion)
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}
+
+// executable is the absolute path of this binary, for ProxyCommand lines.
+func executable() string {
+	p, err := os.Executable()
+	if err != nil {
+		return "jitproxy"
+	}
+	return p
+}
+
+func newSSHConfigCmd() *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{
+		Use:   "ssh-config",
+		Short: "Print a block for ~/.ssh/config so plain ssh reaches jitproxy targets",
+		Long: `Print a block for ~/.ssh/config: with it, "ssh LOGIN@TARGET" (and scp, sftp,
+rsync, git) reaches every jitproxy SSH target you may request, in one hop
+through the bastion, with your jitproxy certificate and known_hosts.`,
+		Example: "  jitproxy ssh-config >> ~/.ssh/config",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.newClient(true)
+			if err != nil {
+				return err
+			}
+			var t api.Targets
+			if err := cl.do(cmd.Context(), "GET", "/api/v1/targets", nil, &t); err != nil {
+				return err
+			}
+			var hosts []string
+			for _, v := range t.Targets {
+				if v.Kind == "ssh" {
+					hosts = append(hosts, v.Name)
+				}
+			}
+			if len(hosts) == 0 {
+				return fmt.Errorf("no SSH target you may request on %s", cl.base)
+			}
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			bastion, _, _ := net.SplitHostPort(t.Bastion)
+			fmt.Fprint(cmd.OutOrStdout(), sshConfigBlock(hosts, bastion, executable(), cl.base, h))
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func sshConfigBlock(hosts []string, bastion, self, proxy, h string) string {
+	return fmt.Sprintf(`# jitproxy (%[2]s): ssh LOGIN@TARGET goes through the bastion in one hop.
+# Get access with: jitproxy request TARGET --login LOGIN ...; then: jitproxy certs
+Host %[1]s
+    ProxyCommand %[3]q ssh-proxy --proxy %[2]s %%h
+    IdentityFile %[4]s
+    CertificateFile %[5]s
+    IdentitiesOnly yes
+    UserKnownHostsFile %[6]s
+    StrictHostKeyChecking yes
+    ForwardAgent no
+    ForwardX11 no
+# The bastion itself, for ssh -J PERSON@%[7]s LOGIN@TARGET.
+Host %[7]s
+    IdentityFile %[4]s
+    CertificateFile %[5]s
+    IdentitiesOnly yes
+    UserKnownHostsFile %[6]s
+    StrictHostKeyChecking yes
+`, strings.Join(hosts, " "), proxy, self, filepath.Join(h, sshKeyFile), filepath.Join(h, sshCertFile), filepath.Join(h, knownHostsFile), bastion)
+}
+
+func newSSHProxyCmd() *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{
+		Use:   "ssh-proxy TARGET",
+		Short: "ProxyCommand for ssh: connect to TARGET through the bastion (used by ssh-config)",
+		Long: `The ProxyCommand that jitproxy ssh-config writes: it connects to the bastion,
+names TARGET before the SSH handshake, and relays standard input and output,
+so ssh's one session terminates at jitproxy. Not meant to be run by hand.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(filepath.Join(h, sshStateFile))
+			if err != nil {
+				return fmt.Errorf("no SSH setup in %s: run jitproxy certs", h)
+			}
+			var st sshState
+			if err := json.Unmarshal(b, &st); err != nil || st.Bastion == "" {
+				return fmt.Errorf("%s is damaged: run jitproxy certs", filepath.Join(h, sshStateFile))
+			}
+			if time.Now().After(st.ValidBefore) {
+				fmt.Fprintf(os.Stderr, "jitproxy: your SSH certificate expired at %s: run jitproxy certs (after jitproxy request if your access ended)\n", st.ValidBefore.Local().Format("15:04"))
+			}
+			d := net.Dialer{Timeout: bastionDial}
+			conn, err := d.DialContext(cmd.Context(), "tcp", st.Bastion)
+			if err != nil {
+				return fmt.Errorf("cannot reach the jitproxy bastion at %s: %w", st.Bastion, err)
+			}
+			err = sshproxy.ProxyCommand(cmd.Context(), conn, args[0], os.Stdin, os.Stdout)
+			var refused *sshproxy.RefusedError
+			if errors.As(err, &refused) {
+				return &exitError{code: 255, msg: strings.TrimPrefix(refused.Reason, "jitproxy: ")}
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	f.register(c)
+	c.Hidden = false
+	return c
+}
+
+func newSSHCmd() *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{
+		Use:   "ssh [ssh options] LOGIN@TARGET [command]",
+		Short: "Refresh your certificate and run OpenSSH to a target through jitproxy",
+		Long: `Refresh your SSH certificate, then run OpenSSH's ssh with the options that
+take it through the jitproxy bastion (the same as jitproxy ssh-config
+writes). Everything after jitproxy's own flags goes to ssh as is.`,
+		Example:            "  jitproxy ssh ubuntu@web-1\n  jitproxy ssh ubuntu@web-1 -- uptime",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// Our own flags (--proxy) come first; the rest is ssh's.
+			for len(args) > 0 && strings.HasPrefix(args[0], "--proxy") {
+				if v, ok := strings.CutPrefix(args[0], "--proxy="); ok {
+					f.proxy, args = v, args[1:]
+				} else if len(args) > 1 {
+					f.proxy, args = args[1], args[2:]
+				} else {
+					return fmt.Errorf("--proxy needs a URL")
+				}
+			}
+			if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+				return cmd.Help()
+			}
+			if len(args) == 0 {
+				return fmt.Errorf("say where: jitproxy ssh LOGIN@TARGET")
+			}
+			cl, err := f.newClient(true)
+			if err != nil {
+				return err
+			}
+			if _, err := refreshCert(cmd.Context(), cl); err != nil {
+				return err
+			}
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			sshBin, err := exec.LookPath("ssh")
+			if err != nil {
+				return fmt.Errorf("OpenSSH's ssh is not installed: %w", err)
+			}
+			argv := append([]string{"ssh",
+				"-o", "ProxyCommand=" + fmt.Sprintf("%q ssh-proxy --proxy %s %%h", executable(), cl.base),
+				"-o", "IdentityFile=" + filepath.Join(h, sshKeyFile),
+				"-o", "CertificateFile=" + filepath.Join(h, sshCertFile),
+				"-o", "IdentitiesOnly=yes",
+				"-o", "UserKnownHostsFile=" + filepath.Join(h, knownHostsFile),
+				"-o", "StrictHostKeyChecking=yes",
+			}, args...)
+			return syscall.Exec(sshBin, argv, os.Environ())
+		},
+	}
+	return c
+}

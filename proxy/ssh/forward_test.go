@@ -1,0 +1,194 @@
+package ssh
+
+import (
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// TestPortForwarding runs ssh -L and ssh -R against an echo server, with
+// an amendment that does not allow forwarding and with one that does.
+func TestPortForwarding(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	echo := echoServer(t)
+	tests := []struct {
+		name    string
+		allowed bool
+		remote  bool // -R, else -L
+	}{
+		{"-L refused", false, false},
+		{"-R refused", false, true},
+		{"-L allowed", true, false},
+		{"-R allowed", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := e.grant(e.login, time.Hour, tt.allowed)
+			t.Cleanup(func() { e.svc.Revoke(context.Background(), admin, a.ID, "next test") })
+			port := freePort(t)
+			spec := "127.0.0.1:" + port + ":" + echo
+			flag := "-L"
+			if tt.remote {
+				flag = "-R"
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := e.alice.command(ctx, false, nil, "ssh", "-N", "-o", "ExitOnForwardFailure=yes", flag, spec, e.login+"@web-1")
+			stderr := &syncBuffer{}
+			cmd.Stderr = stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() {
+				cmd.Wait()
+				close(exited)
+			}()
+			defer func() {
+				cancel()
+				<-exited
+			}()
+
+			if tt.remote && !tt.allowed {
+				// The target never listens: ssh gives up on its own.
+				select {
+				case <-exited:
+				case <-ctx.Done():
+					t.Fatal("ssh -R did not exit")
+				}
+				if want := "Error: remote port forwarding failed for listen port " + port; !hasLine(stderr.String(), want) {
+					t.Errorf("stderr:\n%s\nwant the line:\n%s", stderr.String(), want)
+				}
+				return
+			}
+			c := dialUntil(t, "127.0.0.1:"+port, exited)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "ping\n")
+			got := make([]byte, 5)
+			_, err := io.ReadFull(c, got)
+			if tt.allowed {
+				if err != nil || string(got) != "ping\n" {
+					t.Errorf("echo through the forward: %q, %v; want ping", got, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Errorf("read %q through a refused forward; want EOF", got)
+			}
+			want := "administratively prohibited: jitproxy: port forwarding is not part of amendment " + a.ShortID() +
+				" for " + e.login + "@web-1: ask for it with jitproxy request web-1 --login " + e.login + " --port-forwarding ..."
+			waitFor(t, func() bool { return hasLineSuffix(stderr.String(), want) }, "stderr:\n%s\nwant a line ending:\n%s", stderr, want)
+			t.Logf("ssh stderr:\n%s", stderr)
+		})
+	}
+}
+
+// TestAgentForwardingRefused asks for agent forwarding: the session runs
+// without it, and the person is told.
+func TestAgentForwardingRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.grant(e.login, time.Hour, false)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	keyring := agent.NewKeyring()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				agent.ServeAgent(keyring, c)
+			}()
+		}
+	}()
+	// The client config says IdentityAgent none, which hides the agent
+	// from -A too: name it.
+	r := e.alice.run(false, "ssh", "-o", "IdentityAgent="+sock, "-A", e.login+"@web-1", `echo "agent=${SSH_AUTH_SOCK:-none}"`)
+	if r.code != 0 || r.stdout != "agent=none\n" {
+		t.Errorf("exit %d, stdout %q; want 0, agent=none", r.code, r.stdout)
+	}
+	t.Logf("ssh stderr:\n%s", r.stderr)
+	if !hasLine(r.stderr, agentRefused) {
+		t.Errorf("stderr:\n%s\nwant the line:\n%s", r.stderr, agentRefused)
+	}
+}
+
+// echoServer listens on loopback and echoes every connection.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// dialUntil dials addr until it answers, or fails the test when exited
+// closes first.
+func dialUntil(t *testing.T, addr string, exited <-chan struct{}) net.Conn {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return c
+		}
+		select {
+		case <-exited:
+			t.Fatalf("ssh exited before %s listened", addr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitFor waits up to 10s for cond, then fails with the message.
+func waitFor(t *testing.T, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf(format, args...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hasLineSuffix reports whether a line of out ends with want.
+func hasLineSuffix(out, want string) bool {
+	for _, l := range strings.FieldsFunc(out, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if strings.HasSuffix(l, want) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,390 @@
+package ssh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/jitproxy/jitproxy/amendment"
+)
+
+// sshSession is one person's login to one target: the client's connection
+// to the target's in-process server, the bastion's connection to the real
+// sshd, and the channels relayed between them. It is bound to one
+// amendment and ends when either connection does, or when it is cut.
+type sshSession struct {
+	srv  *Server
+	id   string
+	t    *target
+	in   inbound
+	conn net.Conn // the client's connection to the in-process server
+	log  zerolog.Logger
+	log0 zerolog.Logger // log before the login was known
+
+	// handshake closes conn if the handshake (authorization included) takes
+	// too long.
+	handshake *time.Timer
+	banners   banners // the auth banners sent during the handshake
+
+	// Set by start during the handshake, before serve; read-only after.
+	person, login string
+	amend         *amendment.Amendment
+	ctx           context.Context // cancelled with why the session ended
+	cancel        context.CancelCauseFunc
+	done          func(reason string) // ends the registration
+	started       time.Time
+	served        bool // serve ran: session.start was written
+	upChans       <-chan gossh.NewChannel
+	upReqs        <-chan *gossh.Request
+
+	// wg counts the session's goroutines; serve waits for it.
+	wg sync.WaitGroup
+
+	bytesUp, bytesDown atomic.Int64 // relayed to the target, and to the client
+
+	// mu guards upstream and client (each set once, by dial and serve,
+	// before the goroutines that read them start; cut may read them
+	// earlier), channels, nextChannel, cutCause, closing, ended and
+	// noMoreSessions.
+	mu             sync.Mutex
+	upstream       gossh.Conn
+	client         *gossh.ServerConn
+	channels       map[*channel]struct{} // open session channels, for warnings
+	nextChannel    int
+	cutCause       error       // why the session was cut; nil if it was not
+	closing        *time.Timer // closes conn a grace period after a cut or the target's hang-up
+	ended          bool        // serve is waiting for wg: no more goroutines
+	noMoreSessions bool        // the client sent no-more-sessions@openssh.com
+}
+
+// serve runs an authenticated session until the client's connection ends.
+func (ss *sshSession) serve(sc *gossh.ServerConn, chans <-chan gossh.NewChannel, reqs <-chan *gossh.Request) {
+	s := ss.srv
+	ss.served = true
+	ss.mu.Lock()
+	ss.client = sc
+	up := ss.upstream
+	ss.mu.Unlock()
+	if up == nil || ss.ctx.Err() != nil {
+		// Cut while the handshake finished.
+		sc.Close()
+	}
+
+	ss.log.Info().Time("expires_at", ss.amend.ExpiresAt).Msg("session started")
+	s.audit(ss.ctx, "session.start", ss.person, ss.auditFields(map[string]any{
+		"remote": ss.in.remote.String(), "path": ss.in.path, "expires_at": ss.amend.ExpiresAt,
+	}))
+
+	ss.wg.Go(func() { ss.globalRequests(reqs) })
+	if up != nil {
+		ss.wg.Go(func() { gossh.DiscardRequests(ss.upReqs) })
+		ss.wg.Go(func() { ss.upstreamChannels(ss.upChans) })
+		ss.wg.Go(func() {
+			err := up.Wait()
+			// The target hung up (or a cut closed it): the channels end
+			// on their own; the client gets a moment to hear about it.
+			ss.cancel(fmt.Errorf("%w: %v", errUpstreamClosed, err))
+			ss.closeSoon()
+		})
+	}
+	for nc := range chans {
+		ss.wg.Go(func() { ss.openChannel(nc) })
+	}
+	ss.cancel(errClientClosed)
+	if up != nil {
+		up.Close()
+	}
+	sc.Close()
+	ss.end()
+}
+
+// end waits for the session's goroutines, then ends the session: it
+// closes both connections and, if the login was admitted, ends the
+// registration, frees the person's slot and writes the end's audit row.
+func (ss *sshSession) end() {
+	ss.mu.Lock()
+	ss.ended = true
+	ss.mu.Unlock()
+	ss.wg.Wait()
+
+	s := ss.srv
+	ss.mu.Lock()
+	if ss.closing != nil {
+		ss.closing.Stop()
+	}
+	up, cut := ss.upstream, ss.cutCause
+	ss.mu.Unlock()
+	if up != nil {
+		up.Close()
+	}
+	ss.conn.Close()
+	if !ss.admitted() {
+		return
+	}
+	why := context.Cause(ss.ctx)
+	if cut != nil {
+		why = cut
+	}
+	reason := why.Error()
+	ss.done(reason)
+	s.release(ss)
+	if !ss.served {
+		return // the handshake failed after the login was authorized
+	}
+	d := s.cfg.Now().Sub(ss.started)
+	ss.log.Info().Str("reason", reason).Dur("duration", d).Int64("bytes_up", ss.bytesUp.Load()).
+		Int64("bytes_down", ss.bytesDown.Load()).Msg("session ended")
+	s.audit(ss.ctx, "session.end", ss.person, ss.auditFields(map[string]any{
+		"reason": reason, "cut": cut != nil, "duration_ms": d.Milliseconds(),
+		"bytes_up": ss.bytesUp.Load(), "bytes_down": ss.bytesDown.Load(),
+	}))
+}
+
+// auditFields adds the session's identifying fields to f.
+func (ss *sshSession) auditFields(f map[string]any) map[string]any {
+	f["session"] = ss.id
+	f["person"] = ss.person
+	f["target"] = ss.t.Name
+	f["login"] = ss.login
+	if ss.amend != nil {
+		f["amendment"] = ss.amend.ID
+	}
+	return f
+}
+
+// cut ends the session because its amendment ended (or the bastion is
+// shutting down), and returns at once: the registry calls it, and measures
+// it. The target's connection closes now; each open session channel
+// writes cause as one line on the person's stderr, then exit status 255,
+// as its relay winds down; the client's connection closes when the client
+// hangs up, or cutGrace later.
+func (ss *sshSession) cut(cause error) {
+	ss.cancel(cause)
+	ss.mu.Lock()
+	if ss.cutCause != nil {
+		ss.mu.Unlock()
+		return
+	}
+	ss.cutCause = cause
+	up := ss.upstream
+	ss.mu.Unlock()
+	if up != nil {
+		up.Close()
+	}
+	ss.closeSoon()
+	ss.log.Info().Str("cause", cause.Error()).Msg("session cut")
+	// The audit row is a durable write: not on the registry's clock. It
+	// lands before session.end, which waits for the session's goroutines.
+	row := func() {
+		ss.srv.audit(ss.ctx, "session.cut", amendment.SystemActor, ss.auditFields(map[string]any{"cause": cause.Error()}))
+	}
+	if !ss.goSession(row) {
+		row()
+	}
+}
+
+// cutError returns why the session was cut, or nil.
+func (ss *sshSession) cutError() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.cutCause
+}
+
+// closeSoon closes the client's connection cutGrace from now, unless the
+// session ends first.
+func (ss *sshSession) closeSoon() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closing == nil {
+		ss.closing = time.AfterFunc(cutGrace, func() { ss.conn.Close() })
+	}
+}
+
+// goSession runs f as one of the session's goroutines, unless the session
+// has ended; it reports whether it did.
+func (ss *sshSession) goSession(f func()) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended {
+		return false
+	}
+	ss.wg.Go(f)
+	return true
+}
+
+// warn shows message on the stderr of every pty channel: the registry's
+// warning ahead of expiry. It returns at once.
+func (ss *sshSession) warn(message string) {
+	ss.mu.Lock()
+	var chs []*channel
+	for ch := range ss.channels {
+		if ch.interactive() {
+			chs = append(chs, ch)
+		}
+	}
+	ss.mu.Unlock()
+	line := "\r\n" + oneLine(message) + "\r\n"
+	for _, ch := range chs {
+		ss.goSession(func() { ch.writeStderr([]byte(line)) })
+	}
+}
+
+// globalRequests answers the client's global requests: port forwarding
+// ones go upstream when the amendment allows it; keepalives and the rest
+// get a polite no.
+func (ss *sshSession) globalRequests(reqs <-chan *gossh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case "tcpip-forward", "cancel-tcpip-forward", "streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
+			if err := ss.mayForward(); err != nil {
+				ss.log.Info().Str("request", req.Type).Str("reason", reasonOf(err)).Msg("remote forwarding refused")
+				req.Reply(false, nil)
+				continue
+			}
+			ok, payload, err := ss.upstream.SendRequest(req.Type, req.WantReply, req.Payload)
+			if err != nil {
+				ok = false
+			}
+			req.Reply(ok, payload)
+		case "no-more-sessions@openssh.com":
+			ss.mu.Lock()
+			ss.noMoreSessions = true
+			ss.mu.Unlock()
+			req.Reply(true, nil)
+		default: // keepalive@openssh.com, hostkeys-prove-00@openssh.com, ...
+			req.Reply(false, nil)
+		}
+	}
+}
+
+// recheck asks Access again whether the session's login is still allowed,
+// before every new channel: a revocation must not wait for a timer.
+func (ss *sshSession) recheck() error {
+	if err := ss.cutError(); err != nil {
+		return err
+	}
+	if ss.ctx.Err() != nil {
+		return context.Cause(ss.ctx)
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.DialTimeout)
+	defer cancel()
+	a, err := ss.srv.cfg.Access.ActiveSSH(ctx, ss.person, ss.t.Name, ss.login)
+	if err != nil {
+		return &userError{msg: userLine(err), reason: "no amendment"}
+	}
+	if a == nil || !a.ActiveAt(ss.srv.cfg.Now()) {
+		return refuse("no amendment", "no active amendment for %s@%s: run jitproxy request %s --login %s --for 1h --reason ...", ss.login, ss.t.Name, ss.t.Name, ss.login)
+	}
+	return nil
+}
+
+// mayForward says whether the session's amendment allows port forwarding.
+func (ss *sshSession) mayForward() error {
+	if !ss.amend.Resource.PortForwarding {
+		return refuse("no port forwarding", "port forwarding is not part of amendment %s for %s@%s: ask for it with jitproxy request %s --login %s --port-forwarding ...",
+			ss.amend.ShortID(), ss.login, ss.t.Name, ss.t.Name, ss.login)
+	}
+	return ss.recheck()
+}
+
+// openChannel serves a channel the client opens.
+func (ss *sshSession) openChannel(nc gossh.NewChannel) {
+	switch nc.ChannelType() {
+	case "session":
+		ss.mu.Lock()
+		no := ss.noMoreSessions
+		ss.mu.Unlock()
+		if no {
+			nc.Reject(gossh.Prohibited, "jitproxy: no more sessions on this connection (no-more-sessions@openssh.com)")
+			return
+		}
+		if err := ss.recheck(); err != nil {
+			ss.refuseChannel(nc, err)
+			return
+		}
+		ss.openSession(nc)
+	case "direct-tcpip", "direct-streamlocal@openssh.com":
+		if err := ss.mayForward(); err != nil {
+			ss.refuseChannel(nc, err)
+			return
+		}
+		ss.forward(nc, ss.upstream.OpenChannel, "local forward")
+	default:
+		ss.refuseChannel(nc, refuse("channel type", "%s channels are not relayed", nc.ChannelType()))
+	}
+}
+
+// refuseChannel rejects a channel open with the person's line for err.
+func (ss *sshSession) refuseChannel(nc gossh.NewChannel, err error) {
+	line := userLine(err)
+	ss.log.Info().Str("channel_type", nc.ChannelType()).Str("reason", reasonOf(err)).Str("refusal", line).Msg("channel refused")
+	nc.Reject(gossh.Prohibited, line)
+}
+
+// upstreamChannels serves the channels the target opens: remote forwards
+// (ssh -R) when the amendment allows them; agent and X11 channels never
+// (the bastion refuses to ask for them in the first place).
+func (ss *sshSession) upstreamChannels(chans <-chan gossh.NewChannel) {
+	for nc := range chans {
+		switch nc.ChannelType() {
+		case "forwarded-tcpip", "forwarded-streamlocal@openssh.com":
+			if err := ss.mayForward(); err != nil {
+				ss.refuseChannel(nc, err)
+				continue
+			}
+			ss.wg.Go(func() { ss.forward(nc, ss.client.OpenChannel, "remote forward") })
+		default:
+			ss.refuseChannel(nc, refuse("channel type", "%s channels are not relayed", nc.ChannelType()))
+		}
+	}
+}
+
+// openSession opens the matching session channel upstream and relays the
+// pair.
+func (ss *sshSession) openSession(nc gossh.NewChannel) {
+	uc, ureqs, err := ss.upstream.OpenChannel("session", nc.ExtraData())
+	if err != nil {
+		ss.refuseChannel(nc, ss.upstreamOpenError(err))
+		return
+	}
+	cc, creqs, err := nc.Accept()
+	if err != nil {
+		uc.Close()
+		return
+	}
+	ss.mu.Lock()
+	ss.nextChannel++
+	ch := &channel{
+		ss:       ss,
+		id:       fmt.Sprintf("c%d", ss.nextChannel),
+		client:   cc,
+		upstream: uc,
+	}
+	ss.channels[ch] = struct{}{}
+	ss.mu.Unlock()
+	ch.log = ss.log.With().Str("channel", ch.id).Logger()
+	ch.run(creqs, ureqs)
+	ss.mu.Lock()
+	delete(ss.channels, ch)
+	ss.mu.Unlock()
+}
+
+// upstreamOpenError is the person's line for a channel the target would
+// not open.
+func (ss *sshSession) upstreamOpenError(err error) error {
+	if cut := ss.cutError(); cut != nil {
+		return cut
+	}
+	var oe *gossh.OpenChannelError
+	if errors.As(err, &oe) {
+		return refuse("target refused channel", "%s refused the channel: %s", ss.t.Name, oneLine(oe.Message))
+	}
+	return refuse("target unreachable", "lost the connection to %s: %v", ss.t.Name, err)
+}
