@@ -7,12 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the tests drive for real: headless Chromium (browser login), OpenSSH's
-# client and server (the SSH bastion), asciinema (recordings play in it).
+# client and server (the SSH bastion), asciinema (recordings play in it),
+# PostgreSQL (the PostgreSQL endpoint).
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v asciinema >/dev/null 2>&1 || need+=(asciinema)
+# PostgreSQL 15's server and psql (the PostgreSQL endpoint's tests).
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
