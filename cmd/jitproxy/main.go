@@ -79,7 +79,7 @@ Operators:        jitproxy serve --config FILE; jitproxy config check; jitproxy 
 		c.GroupID = "client"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newServeCmd(), newDevCmd(), newConfigCmd(), newAuditCmd(), newRecordingsCmd(), newReplayCmd()} {
+	for _, c := range []*cobra.Command{newServeCmd(), newDevCmd(), newConfigCmd(), newAuditCmd(), newRecordingsCmd(), newReplayCmd(), newCACmd()} {
 		c.GroupID = "server"
 		root.AddCommand(c)
 	}
