@@ -8,6 +8,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html"
@@ -217,6 +219,12 @@ func startServerWith(t *testing.T, o serverOptions) *server {
 	t.Cleanup(func() {
 		if !s.stopped {
 			s.stop()
+		}
+		if o.postgres && os.Geteuid() == 0 {
+			// As root, jitproxy dev keeps the demo cluster outside the data
+			// directory (see devPostgresDir in cmd/jitproxy).
+			sum := sha256.Sum256([]byte(s.data))
+			os.RemoveAll(filepath.Join("/var/lib/jitproxy", "demo-postgres-"+hex.EncodeToString(sum[:6])))
 		}
 		if t.Failed() {
 			t.Logf("server logs:\n%s", s.logs.String())

@@ -37,3 +37,8 @@ CGO_ENABLED=0 go build -o /dev/null ./cmd/jitproxy
 echo "== go test"
 # -race everywhere: the packages are small and most of them are concurrent.
 go test -race -count=1 -timeout 20m ./...
+
+echo "== fuzz (short): PostgreSQL startup and framing"
+# The seed corpus runs in go test above; this explores a little past it.
+go test -run '^$' -fuzz '^FuzzStartup$' -fuzztime 10s ./proxy/postgres/
+go test -run '^$' -fuzz '^FuzzFraming$' -fuzztime 10s ./proxy/postgres/

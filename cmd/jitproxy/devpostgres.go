@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -36,6 +37,19 @@ type devPostgres struct {
 	Addr string
 	cmd  *exec.Cmd
 	done chan struct{}
+}
+
+// devPostgresDir is where the demo PostgreSQL keeps its cluster: in the
+// data directory, except as root, where the server runs as the postgres
+// user, who cannot reach into a data directory under /root or a 0700 temp
+// dir; then under /var/lib/jitproxy, one cluster per data directory, so a
+// restart on the same data directory finds its database again.
+func devPostgresDir(dataDir string) string {
+	if os.Geteuid() != 0 {
+		return filepath.Join(dataDir, "demo-postgres")
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join("/var/lib/jitproxy", "demo-postgres-"+hex.EncodeToString(sum[:6]))
 }
 
 // postgresBinDir finds the newest installed PostgreSQL server's binaries.
@@ -70,6 +84,9 @@ func startDevPostgres(ctx context.Context, dir string, t *config.PostgresTarget,
 	}
 	data := filepath.Join(dir, "data")
 	pwFile := filepath.Join(dir, "superuser-password")
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

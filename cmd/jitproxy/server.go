@@ -26,6 +26,8 @@ import (
 	"github.com/jitproxy/jitproxy/certs"
 	"github.com/jitproxy/jitproxy/config"
 	"github.com/jitproxy/jitproxy/notify"
+	pgproxy "github.com/jitproxy/jitproxy/proxy/postgres"
+	sshproxy "github.com/jitproxy/jitproxy/proxy/ssh"
 	"github.com/jitproxy/jitproxy/recording"
 	"github.com/jitproxy/jitproxy/session"
 	"github.com/jitproxy/jitproxy/store"
@@ -235,12 +237,31 @@ func runServer(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts
 			return fmt.Errorf("SSH listener: %w", err)
 		}
 		wg.Go(func() {
-			if err := bastion.Serve(sln); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := bastion.Serve(sln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, sshproxy.ErrServerClosed) {
 				log.Error().Err(err).Msg("SSH bastion stopped")
 			}
 		})
 		proxies = append(proxies, bastion)
 		log.Info().Str("ssh", sln.Addr().String()).Msg("SSH bastion listening")
+	}
+	if cfg.Server.PostgresListen != "" {
+		endpoint, err := newPostgresEndpoint(cfg, tokens, svc, registry, recorder, st, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		pln, err := net.Listen("tcp", cfg.Server.PostgresListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("PostgreSQL listener: %w", err)
+		}
+		wg.Go(func() {
+			if err := endpoint.Serve(pln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, pgproxy.ErrServerClosed) {
+				log.Error().Err(err).Msg("PostgreSQL endpoint stopped")
+			}
+		})
+		proxies = append(proxies, endpoint)
+		log.Info().Str("postgres", pln.Addr().String()).Msg("PostgreSQL endpoint listening")
 	}
 	if hooks := cfg.Notifications.Webhooks; len(hooks) > 0 {
 		n, err := newNotifier(cfg, log)

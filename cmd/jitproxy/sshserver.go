@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -177,15 +176,7 @@ func startDevTargets(ctx context.Context, cfg *config.Config, authority *certs.A
 		if !t.DevPostgres {
 			continue
 		}
-		if os.Geteuid() == 0 {
-			// The demo server runs as the postgres user, which must be able
-			// to reach its directory; the data directory's files stay 0600.
-			if err := os.Chmod(cfg.DataDir(), 0o711); err != nil {
-				stop()
-				return nil, err
-			}
-		}
-		d, err := startDevPostgres(ctx, filepath.Join(cfg.DataDir(), "demo-postgres"), t, log)
+		d, err := startDevPostgres(ctx, devPostgresDir(cfg.DataDir()), t, log)
 		if err != nil {
 			stop()
 			return nil, err

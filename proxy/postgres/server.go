@@ -1,0 +1,292 @@
+// Package postgres is jitproxy's PostgreSQL endpoint: it takes stock psql
+// over TLS, checks a short-lived jitproxy token against the live amendment,
+// connects upstream with credentials the person never sees, and relays and
+// records every statement until the amendment ends. It does not decide
+// policy, issue tokens or keep state beyond a connection: Access, Tokens
+// and Registry do.
+//
+// Authentication upstream (SCRAM-SHA-256, md5, password, client
+// certificates, TLS) is pgconn's; after it the proxy hijacks the raw
+// connection and relays messages by their headers, decoding only what it
+// records.
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// cutGrace is how long a cut or shut-down session may take to reach a
+// message boundary and say goodbye before its connections are closed
+// regardless.
+const cutGrace = time.Second
+
+// Server is the PostgreSQL endpoint. Serve it on any number of listeners;
+// Shutdown ends it.
+type Server struct {
+	cfg     Config
+	targets map[string]*target
+	log     zerolog.Logger
+	// tls is Config.TLS offering ALPN "postgresql"; nil without TLS.
+	tls *tls.Config
+	// maxRelayMessage bounds the messages the relay holds whole.
+	maxRelayMessage int
+
+	// ctx ends when Shutdown starts; it is the parent of every session's.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// bufs holds relay buffers (*[]byte of relayBufSize), so a session
+	// allocates none in the steady state and an ended one gives its back.
+	bufs sync.Pool
+
+	// wg counts every goroutine the server starts; Shutdown waits for it.
+	wg sync.WaitGroup
+
+	mu        sync.Mutex // guards listeners, conns, sessions, keys, closed and idle
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}   // accepted connections not yet closed
+	sessions  map[*pgSession]struct{} // sessions past startup not yet ended
+	keys      map[uint32]*pgSession   // by the process ID the proxy gave the client
+	closed    bool                    // Shutdown has begun
+	idle      chan struct{}           // closed (and replaced) whenever sessions becomes empty
+}
+
+// maxRecordedMessage is the least bound on the messages the relay decodes.
+const maxRecordedMessage = 64 << 20
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	targets, err := cfg.check()
+	if err != nil {
+		return nil, err
+	}
+	var tc *tls.Config
+	if cfg.TLS != nil {
+		tc = cfg.TLS.Clone()
+		if !slices.Contains(tc.NextProtos, alpnProtocol) {
+			tc.NextProtos = append(tc.NextProtos, alpnProtocol)
+		}
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &Server{
+		cfg:             cfg,
+		targets:         targets,
+		tls:             tc,
+		log:             cfg.Logger.With().Str("component", "pgproxy").Logger(),
+		maxRelayMessage: max(cfg.MaxMessageBytes, maxRecordedMessage),
+		ctx:             ctx,
+		cancel:          cancel,
+		listeners:       make(map[net.Listener]struct{}),
+		conns:           make(map[net.Conn]struct{}),
+		sessions:        make(map[*pgSession]struct{}),
+		keys:            make(map[uint32]*pgSession),
+		idle:            make(chan struct{}),
+	}, nil
+}
+
+// Serve accepts connections on ln until Shutdown, which makes it return
+// ErrServerClosed. It closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+				select {
+				case <-time.After(backoff):
+				case <-s.ctx.Done():
+					return ErrServerClosed
+				}
+				continue
+			}
+			return fmt.Errorf("pgproxy: accept: %w", err)
+		}
+		backoff = 0
+		if !s.track(c) {
+			c.Close()
+			return ErrServerClosed
+		}
+		s.wg.Go(func() {
+			defer s.untrack(c)
+			s.handleConn(c)
+		})
+	}
+}
+
+// track adds an accepted connection; it reports false after Shutdown.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// untrack closes and forgets an accepted connection.
+func (s *Server) untrack(c net.Conn) {
+	c.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, cuts every live session with the cause "proxy
+// shutting down" (psql shows that line), closes every connection and waits
+// for every goroutine the server started, or for ctx to end, when it
+// returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	sessions := make([]*pgSession, 0, len(s.sessions))
+	for ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	idle := s.idle
+	if len(s.sessions) == 0 {
+		idle = nil
+	}
+	s.mu.Unlock()
+	s.cancel(errShutdown)
+
+	for _, ss := range sessions {
+		ss.cut(ss.shutdownCause())
+	}
+	// Give the goodbyes their grace, then close whatever is left,
+	// connections still in startup included.
+	if idle != nil {
+		t := time.NewTimer(cutGrace)
+		select {
+		case <-idle:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// admit adds a session past startup and gives it the cancel key the client
+// will know it by: a random process ID no other live session has, and a
+// random secret. It refuses every session after Shutdown has begun.
+func (s *Server) admit(ss *pgSession) error {
+	var b [8]byte
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return refuse(codeAdminShutdown, "shutting down", "the PostgreSQL endpoint is shutting down; connect again in a moment")
+	}
+	for {
+		rand.Read(b[:])
+		// Positive, as PostgreSQL's own process IDs are.
+		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if _, taken := s.keys[pid]; pid == 0 || taken {
+			continue
+		}
+		ss.key = cancelKey{pid: pid, secret: append([]byte(nil), b[4:]...)}
+		s.keys[pid] = ss
+		break
+	}
+	s.sessions[ss] = struct{}{}
+	return nil
+}
+
+// release forgets an admitted session and its cancel key.
+func (s *Server) release(ss *pgSession) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[ss]; !ok {
+		return
+	}
+	delete(s.sessions, ss)
+	delete(s.keys, ss.key.pid)
+	if len(s.sessions) == 0 {
+		close(s.idle)
+		s.idle = make(chan struct{})
+	}
+}
+
+// audit writes one audit row.
+func (s *Server) audit(ctx context.Context, typ, actor string, fields map[string]any) {
+	s.cfg.Audit(ctx, typ, actor, fields)
+}
+
+// getBuf returns a relay buffer.
+func (s *Server) getBuf() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, relayBufSize)
+	return &b
+}
+
+// putBuf gives back a relay buffer; one that grew to hold a large message
+// is dropped rather than kept.
+func (s *Server) putBuf(b *[]byte) {
+	if cap(*b) == relayBufSize {
+		*b = (*b)[:relayBufSize]
+		s.bufs.Put(b)
+	}
+}
+
+// newID returns a random session ID: 16 hex digits, which also name the
+// session's recording.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
