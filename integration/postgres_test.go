@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -54,7 +53,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, "psql", "demo-db", "--", "-c", "select pg_sleep(30)")
 	cmd.Env = append(os.Environ(), "JITPROXY_HOME="+alice.home, "JITPROXY_PROXY="+s.url)
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

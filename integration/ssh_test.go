@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -97,7 +96,7 @@ func TestSSHEndToEnd(t *testing.T) {
 	// An interactive session, cut by a revoke.
 	sess := alice.ssh(ctx, "-F", cfg, "-tt", login+"@demo-ssh")
 	stdin, _ := sess.StdinPipe()
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr syncBuffer // exec writes while waitFor reads
 	sess.Stdout, sess.Stderr = &stdout, &stderr
 	if err := sess.Start(); err != nil {
 		t.Fatal(err)
