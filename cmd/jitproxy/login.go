@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -60,6 +61,15 @@ never your identity provider's tokens.`,
 				name = tr.Identity.Name + " <" + tr.Identity.Email + ">"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Logged in to %s as %s (groups: %s) until %s\n", base, name, strings.Join(tr.Identity.Groups, ", "), tr.ExpiresAt.Local().Format("2006-01-02 15:04"))
+			// With an active SSH amendment, the certificate comes with the
+			// login; without one, the key is made now and jitproxy certs
+			// fetches the certificate after the next approval.
+			cl := &client{base: base, token: tr.Token, http: &http.Client{Timeout: clientTimeout}}
+			if c, err := refreshCert(cmd.Context(), cl); err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "SSH certificate valid until %s\n", c.ValidBefore.Local().Format("2006-01-02 15:04"))
+			} else if ae, ok := err.(*apiError); !ok || (ae.Code != "forbidden" && ae.Code != "not_found") {
+				fmt.Fprintf(cmd.ErrOrStderr(), "no SSH certificate yet: %v\n", err)
+			}
 			return nil
 		},
 	}

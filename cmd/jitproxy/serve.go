@@ -168,29 +168,56 @@ func randomSecret() string {
 
 func printWalkthrough(w io.Writer, cfg *config.Config) {
 	base := strings.TrimRight(cfg.Server.PublicURL, "/")
+	var sshTarget, sshLogin, dbTarget string
+	for _, t := range cfg.Targets.SSH {
+		if t.DevSSHD && t.Address != "" && len(t.Logins) > 0 {
+			sshTarget, sshLogin = t.Name, t.Logins[0]
+		}
+	}
+	for _, t := range cfg.Targets.Postgres {
+		if t.DevPostgres && t.Address != "" {
+			dbTarget = t.Name
+		}
+	}
 	fmt.Fprintf(w, `
 jitproxy dev is running on %[1]s (data in %[2]s).
 The dev identity provider at %[3]s knows alice/alice (eng), bob/bob (sre-leads)
 and carol/carol (security). In another terminal:
 
   go build -o jitproxy ./cmd/jitproxy && export JITPROXY_PROXY=%[1]s
+  A="env JITPROXY_HOME=/tmp/alice ./jitproxy"; B="env JITPROXY_HOME=/tmp/bob ./jitproxy"
 
-  # alice asks for access (open the URL it prints, sign in as alice / alice)
-  JITPROXY_HOME=/tmp/alice ./jitproxy login --no-browser
-  JITPROXY_HOME=/tmp/alice ./jitproxy request demo-db --role app_rw --for 1h --reason "fix order 1234"
-
-  # bob approves it (sign in as bob / bob)
-  JITPROXY_HOME=/tmp/bob ./jitproxy login --no-browser
-  JITPROXY_HOME=/tmp/bob ./jitproxy amendments --state requested --all
-  JITPROXY_HOME=/tmp/bob ./jitproxy approve ID
-
-  # alice sees it active; bob ends it; the audit trail tells the story
-  JITPROXY_HOME=/tmp/alice ./jitproxy whoami
-  JITPROXY_HOME=/tmp/bob ./jitproxy revoke ID --reason "done"
-  ./jitproxy audit verify --data %[2]s
-
-No browser here? Use jitproxy login --device. Stop with Ctrl+C; start again
-on the same data directory and everything is still there.
-
+  $A login --no-browser     # open the URL it prints, sign in as alice / alice
+  $B login --no-browser     # ... and as bob / bob
 `, base, cfg.DataDir(), cfg.OIDC.Issuer)
+	if sshTarget != "" {
+		fmt.Fprintf(w, `
+  # SSH: alice asks, bob approves, alice connects with stock ssh
+  $A request %[1]s --login %[2]s --for 1h --reason "look at the logs"
+  $B amendments --state requested --all
+  $B approve ID
+  $A ssh %[2]s@%[1]s               # recorded; or: $A ssh-config >> ~/.ssh/config
+`, sshTarget, sshLogin)
+	} else {
+		fmt.Fprintln(w, "\n  (no demo SSH target: apt-get install openssh-server and restart to get one)")
+	}
+	if dbTarget != "" {
+		fmt.Fprintf(w, `
+  # PostgreSQL: read-only access is approved by policy; psql goes through jitproxy
+  $A request %[1]s --role app_ro --for 1h --reason "check order 7"
+  $A psql %[1]s -- -c 'select * from orders limit 3'
+`, dbTarget)
+	} else {
+		fmt.Fprintln(w, "\n  (no demo database: apt-get install postgresql and restart to get one)")
+	}
+	fmt.Fprintf(w, `
+  # bob ends it: live sessions are cut with one line saying why
+  $B revoke ID --reason "done"
+  ./jitproxy recordings --data %[1]s      # what happened, each sealed with its SHA-256
+  ./jitproxy audit verify --data %[1]s    # the whole story, hash-chained
+
+No browser here? Use login --device. Stop with Ctrl+C; start again on the
+same data directory and everything is still there.
+
+`, cfg.DataDir())
 }
