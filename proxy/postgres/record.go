@@ -104,7 +104,7 @@ func newTracker(qlog *recording.QueryLog, now func() time.Time, values bool) *tr
 		values:   values,
 		stmts:    make(map[string]*prepared),
 		portals:  make(map[string]*prepared),
-		ring:     make([]*op, 64),
+		ring:     make([]*op, 8), // grows while more are in flight
 		maxStmts: maxStatements,
 	}
 	t.space.L = &t.mu

@@ -6,11 +6,17 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"syscall"
 )
 
 // relayBufSize is the size of each relay buffer: reads and writes go
 // through in chunks of up to this many bytes.
 const relayBufSize = 64 << 10
+
+// smallReadSize is the size of the buffer a pipe without a raw connection
+// (TLS) reads into while it idles (see pipe.small): most client messages
+// fit.
+const smallReadSize = 2 << 10
 
 // errBoundary stops a pipe at a message boundary (see pipe.stop).
 var errBoundary = errors.New("at a message boundary")
@@ -35,14 +41,36 @@ type framer interface {
 // pipe is one direction of the relay: it reads src in big chunks, frames
 // the messages by their headers, shows its framer the ones the proxy
 // records, and writes everything through to dst unchanged, one chunk at a
-// time. Only messages the framer wants whole are ever held whole; the rest
-// (DataRow, CopyData, ...) stream through at any size.
+// time: all that one read brought goes out in one write, so a batch of
+// messages costs one write, not one per message. Only messages the framer
+// wants whole are ever held whole; the rest (DataRow, CopyData, ...)
+// stream through at any size.
 type pipe struct {
 	src io.Reader
+	// raw, when not nil, is src's raw connection, which the pipe then
+	// reads itself: it takes a buffer only once there is input, and gives
+	// it back while it waits for more, so an idle session holds no relay
+	// buffer (see readRaw). nil means src.Read, into a buffer the pipe
+	// keeps.
+	raw syscall.RawConn
 	dst io.Writer
 	f   framer
-	buf *[]byte
-	n   int // bytes buffered in *buf, not yet written
+	buf *[]byte // nil while the pipe holds none (see raw and small)
+	n   int     // bytes buffered in *buf, not yet written
+	// readFn is rawRead as a func value, made once; rn and rerr are what
+	// it read.
+	readFn func(fd uintptr) bool
+	rn     int
+	rerr   error
+	// small, when not nil, keeps a pipe without raw from holding a relay
+	// buffer while it idles: after a read that did not fill the room it
+	// had and left nothing buffered, the pipe gives its buffer back and
+	// reads next into small, taking a buffer again once input comes. A
+	// read that fills small goes through on its own, and the next read is
+	// into a buffer: a burst longer than small costs one more write (over
+	// TLS, whose reads return a record at most, one more per record of a
+	// bulk transfer). nil means the pipe keeps its buffer.
+	small []byte
 	// skip is how many bytes of the current streamed message are still to
 	// come: while it is not 0, dst is in the middle of a message.
 	skip int
@@ -63,12 +91,34 @@ func (p *pipe) atBoundary() bool { return p.skip == 0 }
 
 // step reads from src once and writes through whatever can go.
 func (p *pipe) step() error {
-	m, rerr := p.src.Read((*p.buf)[p.n:])
+	var m, room int
+	var rerr error
+	switch {
+	case p.raw != nil:
+		m, rerr = p.readRaw()
+	case p.buf == nil && p.small != nil:
+		m, rerr = p.src.Read(p.small)
+		room = len(p.small)
+		if m > 0 {
+			p.buf = p.getBuf()
+			copy(*p.buf, p.small[:m])
+		}
+	default:
+		if p.buf == nil {
+			p.buf = p.getBuf()
+		}
+		room = len(*p.buf) - p.n
+		m, rerr = p.src.Read((*p.buf)[p.n:])
+	}
 	p.n += m
 	if m > 0 || p.stop {
 		if err := p.process(); err != nil {
 			return err
 		}
+	}
+	if p.small != nil && p.n == 0 && m < room {
+		// Nothing more is waiting, it seems: idle without a buffer.
+		p.release()
 	}
 	return rerr
 }
@@ -77,7 +127,10 @@ func (p *pipe) step() error {
 // of a streamed one goes through in one write; a message held whole but not
 // yet complete stays buffered, the buffer growing to hold it.
 func (p *pipe) process() error {
-	buf := (*p.buf)[:p.n]
+	var buf []byte // empty when the pipe holds no buffer (stopping while it waits)
+	if p.buf != nil {
+		buf = (*p.buf)[:p.n]
+	}
 	i, need := 0, 0
 	var perr error
 	for i < len(buf) || p.stop {
@@ -134,6 +187,9 @@ func (p *pipe) process() error {
 		}
 		p.count.Add(int64(i))
 	}
+	if p.buf == nil {
+		return perr
+	}
 	p.n = copy(*p.buf, buf[i:])
 	if perr != nil {
 		return perr
@@ -152,6 +208,28 @@ func (p *pipe) process() error {
 		p.buf = b
 	}
 	return nil
+}
+
+// readRaw reads from raw once: it waits, holding no buffer, until there is
+// input, then reads it into a buffer it takes then.
+func (p *pipe) readRaw() (int, error) {
+	if p.readFn == nil {
+		p.readFn = p.rawRead
+	}
+	p.rn, p.rerr = 0, nil
+	if err := p.raw.Read(p.readFn); err != nil {
+		return 0, err
+	}
+	return p.rn, p.rerr
+}
+
+// release gives the pipe's buffer back: while it idles, or once it has
+// ended.
+func (p *pipe) release() {
+	if p.buf != nil {
+		p.putBuf(p.buf)
+		p.buf = nil
+	}
 }
 
 // writeError is a failed write to a pipe's dst: that side is gone.

@@ -525,3 +525,220 @@ func BenchmarkRelay(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFraming measures the proxy's own work for one recorded
+// pgbench -S transaction, without sockets: the client's messages through
+// the client's framer, the server's answers through the server's, each in
+// one chunk, into the query log.
+func BenchmarkFraming(b *testing.B) {
+	const sql = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
+	answer := cat(msg('T', "\x00\x01", cstr("abalance"), "\x00\x00\x40\x08\x00\x03\x00\x00\x00\x17\x00\x04\xff\xff\xff\xff\x00\x00"),
+		dataRow("0"), complete("SELECT 1"), ready())
+	for _, bc := range []struct {
+		name        string
+		sent, reply []byte
+	}{
+		{"simple", query("SELECT abalance FROM pgbench_accounts WHERE aid = 60263;"), answer},
+		{"extended", cat(parse("", sql), bind("", ptr("60263")), msg('D', "P", cstr("")), execute(), sync_()),
+			cat(msg('1'), msg('2'), answer)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			q, _ := newQueryLog(b, time.Second)
+			tr := newTracker(q, time.Now, false)
+			src, dst := &rewinder{data: bc.sent}, &rewinder{data: bc.reply}
+			var n atomic.Int64
+			newBuf := func() *[]byte { return ptr(make([]byte, relayBufSize)) }
+			up := &pipe{src: src, dst: io.Discard, f: clientFramer{tr, new(atomic.Bool)}, limit: 1 << 20, count: &n, getBuf: newBuf, putBuf: func(*[]byte) {}}
+			down := &pipe{src: dst, dst: io.Discard, f: serverFramer{tr}, limit: 1 << 20, count: &n, getBuf: newBuf, putBuf: func(*[]byte) {}}
+			b.ReportAllocs()
+			for b.Loop() {
+				src.off, dst.off = 0, 0
+				if err := up.step(); err != nil {
+					b.Fatal(err)
+				}
+				if err := down.step(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// rewinder reads data whole, again from off.
+type rewinder struct {
+	data []byte
+	off  int
+}
+
+func (r *rewinder) Read(b []byte) (int, error) {
+	n := copy(b, r.data[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// countingWriter counts the writes it takes.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(b)
+}
+
+// TestPipeCoalesces checks that whatever one read brings goes through in
+// one write, however many messages it holds, recorded or not, and that a
+// message longer than a read streams through one write per read.
+func TestPipeCoalesces(t *testing.T) {
+	big := strings.Repeat("r", 3000)
+	tests := []struct {
+		name     string
+		server   bool
+		recorded bool
+		reads    [][]byte
+		want     int // writes
+	}{
+		{name: "extended batch", reads: [][]byte{cat(parse("", "select $1"), bind("", ptr("1")), msg('D', "P", cstr("")), execute(), sync_())}, recorded: true, want: 1},
+		{name: "extended batch unrecorded", reads: [][]byte{cat(parse("", "select $1"), bind("", ptr("1")), msg('D', "P", cstr("")), execute(), sync_())}, want: 1},
+		{name: "pipelined queries", reads: [][]byte{cat(query("select 1"), query("select 2"), query("select 3"))}, recorded: true, want: 1},
+		{name: "result", server: true, recorded: true, reads: [][]byte{queryResponse(50, 20)}, want: 1},
+		{name: "result in two reads", server: true, recorded: true, reads: [][]byte{queryResponse(50, 20)[:300], queryResponse(50, 20)[300:]}, want: 2},
+		{name: "long row streams", server: true, recorded: true, reads: [][]byte{dataRow(big)[:1000], dataRow(big)[1000:2000], dataRow(big)[2000:]}, want: 3},
+		{name: "split query waits whole", recorded: true, reads: [][]byte{query(big)[:1000], query(big)[1000:]}, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tr *tracker
+			if tt.recorded {
+				q, _ := newQueryLog(t, time.Hour)
+				tr = newTracker(q, time.Now, false)
+				if tt.server {
+					conversation(t, tr, [2][]byte{query("select"), nil})
+				}
+			}
+			var f framer = clientFramer{tr, new(atomic.Bool)}
+			if tt.server {
+				f = serverFramer{tr}
+			}
+			want := bytes.Join(tt.reads, nil)
+			var out countingWriter
+			var n atomic.Int64
+			newBuf := func() *[]byte { return ptr(make([]byte, relayBufSize)) }
+			p := &pipe{src: &readsReader{reads: tt.reads}, dst: &out, f: f, limit: 1 << 20, count: &n, getBuf: newBuf, putBuf: func(*[]byte) {}}
+			var err error
+			for err == nil {
+				err = p.step()
+			}
+			if err != io.EOF || !bytes.Equal(out.Bytes(), want) {
+				t.Fatalf("relayed %d bytes, %v; want %d, EOF", out.Len(), err, len(want))
+			}
+			if out.writes != tt.want {
+				t.Errorf("got %d writes; want %d", out.writes, tt.want)
+			}
+		})
+	}
+}
+
+// readsReader returns reads one Read each, then EOF.
+type readsReader struct{ reads [][]byte }
+
+func (r *readsReader) Read(b []byte) (int, error) {
+	if len(r.reads) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, r.reads[0])
+	if r.reads[0] = r.reads[0][n:]; len(r.reads[0]) == 0 {
+		r.reads = r.reads[1:]
+	}
+	return n, nil
+}
+
+// TestPipeIdleHoldsNoBuffer checks that a pipe of the relay gives its
+// relay buffer back while it waits for input, whether it reads its TCP
+// connection raw or (as under TLS) through net.Conn and a small buffer,
+// and takes one again when input comes, for messages longer than the
+// small buffer too.
+func TestPipeIdleHoldsNoBuffer(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		raw  bool
+	}{
+		{name: "raw", raw: true},
+		{name: "small", raw: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, proxySide := tcpPair(t)
+			defer client.Close()
+			defer proxySide.Close()
+			var src net.Conn = proxySide
+			if !tt.raw {
+				src = struct{ net.Conn }{proxySide} // no SyscallConn, as a *tls.Conn
+			}
+			var held atomic.Int64
+			var out lockedBuffer
+			var n atomic.Int64
+			s := &Server{maxRelayMessage: 1 << 20}
+			p := s.newPipe(src, nil, clientFramer{nil, new(atomic.Bool)}, &n)
+			p.dst = &out
+			if got := p.raw != nil; got != tt.raw {
+				t.Fatalf("raw read: %v; want %v", got, tt.raw)
+			}
+			p.getBuf = func() *[]byte { held.Add(1); return ptr(make([]byte, relayBufSize)) }
+			p.putBuf = func(*[]byte) { held.Add(-1) }
+			done := make(chan error, 1)
+			go func() {
+				var err error
+				for err == nil {
+					err = p.step()
+				}
+				done <- err
+			}()
+			var sent []byte
+			for i, m := range [][]byte{query("select 1"), query(strings.Repeat("x", 3*smallReadSize)), query("select 2")} {
+				if _, err := client.Write(m); err != nil {
+					t.Fatal(err)
+				}
+				sent = append(sent, m...)
+				deadline := time.Now().Add(5 * time.Second)
+				for out.Len() < len(sent) || held.Load() != 0 {
+					if time.Now().After(deadline) {
+						t.Fatalf("message %d: relayed %d of %d bytes, holding %d buffers; want all, 0", i, out.Len(), len(sent), held.Load())
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if !bytes.Equal(out.Bytes(), sent) {
+				t.Errorf("relayed %q; want %q", out.Bytes(), sent)
+			}
+			client.Close()
+			if err := <-done; err != io.EOF {
+				t.Errorf("ended with %v; want EOF", err)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
+type lockedBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}

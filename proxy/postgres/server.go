@@ -140,10 +140,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.Close()
 			return ErrServerClosed
 		}
-		s.wg.Go(func() {
-			defer s.untrack(c)
-			s.handleConn(c)
-		})
+		s.wg.Go(func() { s.handleConn(c) })
 	}
 }
 

@@ -177,66 +177,59 @@ func (ss *pgSession) startRecording() error {
 	return nil
 }
 
-// serve relays until the session ends, then tears it down.
-func (ss *pgSession) serve() {
+// begin logs and audits the start of the session, before serve relays.
+func (ss *pgSession) begin() {
 	ss.log.Info().Str("remote", ss.client.RemoteAddr().String()).Time("expires_at", ss.g.amend.ExpiresAt).Msg("session started")
 	ss.srv.audit(ss.ctx, "session.start", ss.person, ss.auditFields(map[string]any{
 		"remote": ss.client.RemoteAddr().String(), "expires_at": ss.g.amend.ExpiresAt, "recorded": ss.qlog != nil,
 	}))
+}
+
+// serve relays until the session ends, then tears it down.
+func (ss *pgSession) serve() {
 	ss.teardown(ss.relay())
 }
 
-// relayEnd is how one copier ended.
-type relayEnd struct {
-	toClient bool
-	err      error
-}
-
-// relay runs the two copiers until the first ends; then both connections
-// close: the client's once it has heard the goodbye, if there is one (a
-// cut, or its own protocol violation), at a message boundary; the target's
-// once it has had a Terminate, if the client did not send one.
+// relay runs the two copiers until both end: copyToUpstream on a goroutine
+// of its own, copyToClient on this one. Then both connections close: the
+// client's once it has heard the goodbye, if there is one (a cut, or its
+// own protocol violation), at a message boundary; the target's once it has
+// had a Terminate, if the client did not send one. The session ends with
+// the error of the copier that ended first, unless it was cut, said
+// goodbye or terminated.
 func (ss *pgSession) relay() error {
 	s := ss.srv
-	up := &pipe{src: ss.client, dst: ss.upstream, f: clientFramer{ss.t, &ss.terminated}, buf: s.getBuf(),
-		limit: s.maxRelayMessage, count: &ss.bytesUp, getBuf: s.getBuf, putBuf: s.putBuf}
-	down := &pipe{src: ss.upstream, dst: ss.client, f: serverFramer{ss.t}, buf: s.getBuf(),
-		limit: s.maxRelayMessage, count: &ss.bytesDown, getBuf: s.getBuf, putBuf: s.putBuf}
-	defer func() {
-		s.putBuf(up.buf)
-		s.putBuf(down.buf)
-	}()
+	up := s.newPipe(ss.client, ss.upstream, clientFramer{ss.t, &ss.terminated}, &ss.bytesUp)
+	down := s.newPipe(ss.upstream, ss.client, serverFramer{ss.t}, &ss.bytesDown)
 
-	ends := make(chan relayEnd, 2)
-	go func() { ends <- relayEnd{toClient: false, err: ss.copyToUpstream(up)} }()
-	go func() { ends <- relayEnd{toClient: true, err: ss.copyToClient(down)} }()
-	first := <-ends
-	upDone, downDone := !first.toClient, first.toClient
-	wait := func(done *bool) {
-		for !*done {
-			if e := <-ends; e.toClient {
-				downDone = true
-			} else {
-				upDone = true
-			}
+	var first atomic.Int32 // which copier ended first: 1 copyToUpstream, 2 copyToClient
+	upErr := make(chan error, 1)
+	go func() {
+		err := ss.copyToUpstream(up)
+		first.CompareAndSwap(0, 1)
+		if ss.goodbye() == nil {
+			// The client is gone or the target stopped reading, and
+			// there is nothing to tell the client: end copyToClient now.
+			ss.client.Close()
+			ss.upstream.SetReadDeadline(time.Now())
 		}
-	}
-	if ss.goodbye() != nil {
-		// copyToClient is telling the client why, at a message boundary.
-		wait(&downDone)
-	}
+		upErr <- err
+	}()
+	downErr := ss.copyToClient(down)
+	first.CompareAndSwap(0, 2)
 	if ss.t != nil {
 		ss.t.close()
 	}
 	ss.client.Close()
 	ss.upstream.SetWriteDeadline(time.Now().Add(cutGrace))
-	wait(&upDone)
+	err := <-upErr
 	if up.atBoundary() && !ss.terminated.Load() {
 		t, _ := (&pgproto3.Terminate{}).Encode(nil)
 		ss.upstream.Write(t)
 	}
 	ss.upstream.Close()
-	wait(&downDone)
+	up.release()
+	down.release()
 
 	switch {
 	case ss.cutError() != nil:
@@ -245,8 +238,21 @@ func (ss *pgSession) relay() error {
 		return ss.goodbye()
 	case ss.terminated.Load():
 		return errClientClosed
+	case first.Load() == 2:
+		return downErr
 	}
-	return first.err
+	return err
+}
+
+// newPipe returns a pipe from src to dst that holds no relay buffer while
+// it idles: src is read raw if it can be (TCP without TLS), else through a
+// small buffer.
+func (s *Server) newPipe(src, dst net.Conn, f framer, count *atomic.Int64) *pipe {
+	p := &pipe{src: src, raw: rawConn(src), dst: dst, f: f, limit: s.maxRelayMessage, count: count, getBuf: s.getBuf, putBuf: s.putBuf}
+	if p.raw == nil {
+		p.small = make([]byte, smallReadSize)
+	}
+	return p
 }
 
 // copyToUpstream relays the client's messages to the target until either

@@ -59,8 +59,26 @@ type hello struct {
 }
 
 // handleConn runs one accepted connection: startup, then a cancel request
-// or a session.
+// or a session, and untracks it at the end. A session is served on a
+// goroutine of its own: this one's stack grew through the handshake and the
+// login, and a fresh one's stays small while the session idles.
 func (s *Server) handleConn(c net.Conn) {
+	ss := s.startConn(c)
+	if ss == nil {
+		s.untrack(c)
+		return
+	}
+	ss.begin()
+	s.wg.Go(func() {
+		defer s.untrack(c)
+		ss.serve()
+	})
+}
+
+// startConn takes a connection through startup to a session ready to
+// relay; it returns nil if the connection ended there (refused, or a
+// cancel request).
+func (s *Server) startConn(c net.Conn) *pgSession {
 	log := s.log.With().Str("remote", c.RemoteAddr().String()).Logger()
 	c.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartupTimeout)
@@ -72,15 +90,15 @@ func (s *Server) handleConn(c net.Conn) {
 	}
 	if err != nil {
 		s.refuseStartup(ctx, conn, log, h, err)
-		return
+		return nil
 	}
 	log = log.With().Str("person", h.person).Str("target", h.target).Logger()
 	ss, err := s.login(ctx, conn, h, log)
 	if err != nil {
 		s.refuseStartup(ctx, conn, log, h, err)
-		return
+		return nil
 	}
-	ss.serve()
+	return ss
 }
 
 // refuseStartup answers a connection that will not become a session: a
