@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -67,7 +68,7 @@ never your identity provider's tokens.`,
 			cl := &client{base: base, token: tr.Token, http: &http.Client{Timeout: clientTimeout}}
 			if c, err := refreshCert(cmd.Context(), cl); err == nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "SSH certificate valid until %s\n", c.ValidBefore.Local().Format("2006-01-02 15:04"))
-			} else if ae, ok := err.(*apiError); !ok || (ae.Code != "forbidden" && ae.Code != "not_found") {
+			} else if ae := (*apiError)(nil); !errors.As(err, &ae) || (ae.Code != "forbidden" && ae.Code != "not_found") {
 				fmt.Fprintf(cmd.ErrOrStderr(), "no SSH certificate yet: %v\n", err)
 			}
 			return nil

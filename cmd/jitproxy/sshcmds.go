@@ -270,7 +270,6 @@ so ssh's one session terminates at jitproxy. Not meant to be run by hand.`,
 		},
 	}
 	f.register(c)
-	c.Hidden = false
 	return c
 }
 
