@@ -142,7 +142,9 @@ def main():
         p("")
         busy = [r.get("quiet_before_pct") for r in runs if r.get("quiet_before_pct") is not None]
         if busy:
-            p("Machine busy with other work just before each run: median %.0f%%, max %.0f%%." % (med(busy), max(busy)))
+            waited = sum(r.get("quiet_waited_s", 0) for r in runs)
+            p("The machine was busy with other work just before each run: median %.0f%%, max %.0f%% "
+              "(the script waited %.0f s in all for quieter moments)." % (med(busy), max(busy), waited))
             p("")
 
     for idle in idles:

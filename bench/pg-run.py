@@ -4,11 +4,12 @@
 usage: pg-run.py --out FILE --round N --path NAME --mode simple|extended
                  --clients C --threads J --time T --conn CONNINFO
                  [--password-env VAR] [--postmaster PID] [--proc NAME=PID ...]
-                 [--quiet-max PCT] [--quiet-wait SECS]
+                 [--quiet-max PCT] [--quiet-wait SECS] [--quiet-budget-file FILE]
 
-Before the run it waits (at most --quiet-wait seconds) until the machine is
-less than --quiet-max percent busy, since other work on a shared machine
-skews a benchmark. Around the run it samples CPU time: the whole machine
+Before the run it waits (at most --quiet-wait seconds, and at most what is
+left of the seconds in --quiet-budget-file, which it updates) until the
+machine is less than --quiet-max percent busy, since other work on a shared
+machine skews a benchmark. Around the run it samples CPU time: the whole machine
 (/proc/stat), pgbench itself (rusage of the child), every PostgreSQL process
 (the postmaster, its live children, and its reaped children's cutime), and
 each --proc (the proxy). The JSON line has tps, latency (ms), and CPU
@@ -67,15 +68,30 @@ def postgres_cpu(postmaster):
 
 
 def wait_quiet(max_pct, max_wait):
-    """Wait until the machine is under max_pct busy; return the last reading."""
-    deadline = time.time() + max_wait
+    """Wait until the machine is under max_pct busy (at most max_wait
+    seconds after the first reading); return the last reading and the
+    seconds waited."""
+    start = time.time()
     while True:
         b0, t0 = machine()
         time.sleep(1)
         b1, t1 = machine()
         pct = 100.0 * (b1 - b0) / max(1, t1 - t0)
-        if pct < max_pct or time.time() >= deadline:
-            return pct
+        waited = time.time() - start - 1
+        if pct < max_pct or waited >= max_wait:
+            return pct, waited
+
+
+def budget(path, spend=None):
+    """The seconds left in the budget file; with spend, takes them off."""
+    try:
+        left = float(open(path).read().strip() or 0)
+    except (OSError, ValueError):
+        left = 0.0
+    if spend is not None:
+        left = max(0.0, left - spend)
+        open(path, "w").write("%.1f\n" % left)
+    return left
 
 
 def main():
@@ -93,6 +109,7 @@ def main():
     ap.add_argument("--proc", action="append", default=[])
     ap.add_argument("--quiet-max", type=float, default=25)
     ap.add_argument("--quiet-wait", type=float, default=0)
+    ap.add_argument("--quiet-budget-file", default="")
     a = ap.parse_args()
 
     procs = {}
@@ -103,7 +120,14 @@ def main():
     if a.password_env:
         env["PGPASSWORD"] = os.environ[a.password_env]
 
-    quiet = wait_quiet(a.quiet_max, a.quiet_wait) if a.quiet_wait > 0 else None
+    quiet, waited = None, 0.0
+    if a.quiet_wait > 0:
+        most = a.quiet_wait
+        if a.quiet_budget_file:
+            most = min(most, budget(a.quiet_budget_file))
+        quiet, waited = wait_quiet(a.quiet_max, most)
+        if a.quiet_budget_file:
+            budget(a.quiet_budget_file, waited)
     cmd = ["pgbench", "-n", "-S", "-M", a.mode, "-c", str(a.clients), "-j", str(a.threads), "-T", str(a.time), a.conn]
     b0, t0 = machine()
     p0 = {n: proc_cpu(pid) for n, pid in procs.items()}
@@ -140,7 +164,7 @@ def main():
         "failed": int(failed.group(1)) if failed else 0,
         "cpu_us_per_tx": {k: round(v * 1e6 / max(1, n), 2) for k, v in cpu.items()},
         "machine_busy_pct": round(100.0 * (b1 - b0) / max(1, t1 - t0), 1),
-        "quiet_before_pct": None if quiet is None else round(quiet, 1),
+        "quiet_before_pct": None if quiet is None else round(quiet, 1), "quiet_waited_s": round(waited, 1),
     }
     with open(a.out, "a") as f:
         f.write(json.dumps(rec) + "\n")

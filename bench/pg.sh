@@ -2,7 +2,7 @@
 # bench/pg.sh: jitproxy's PostgreSQL path against direct and pgbouncer, on
 # one machine and one PostgreSQL server.
 #
-#   bench/pg.sh             # full run (~11 min on 2 cores): 3 rounds, -T 15, 5,000 idle connections
+#   bench/pg.sh             # full run (~11-12 min on 2 cores): 3 rounds, -T 15, 5,000 idle connections
 #   bench/pg.sh --quick     # smoke run (~2 min): 1 round, -T 3, 1,000 idle connections
 #   bench/pg.sh --help      # every option
 #
@@ -44,7 +44,7 @@ REPO=$(cd "$HERE/.." && pwd)
 
 ROUNDS=3
 TIME=15             # seconds per -c 8 run
-LAT_TIME=10         # seconds per -c 1 run
+LAT_TIME=8          # seconds per -c 1 run
 CLIENTS=8
 THREADS=2
 SCALE=10
@@ -62,7 +62,8 @@ KEEP=0
 PERF=0
 HOLD=0
 QUIET_MAX=25        # percent busy (other work) under which a run starts
-QUIET_WAIT=20       # seconds to wait for that, at most, before each run
+QUIET_WAIT=15       # seconds to wait for that, at most, before each run
+QUIET_BUDGET=120    # seconds to wait for that, at most, in all
 ORIG_ARGS="$*"
 
 usage() {
@@ -84,6 +85,7 @@ Options:
   --quiet-max PCT     wait before each run until the machine is under PCT% busy
                       (default $QUIET_MAX; the machine may be shared)
   --quiet-wait SECS   ... but at most SECS seconds (default $QUIET_WAIT; 0 disables)
+  --quiet-budget SECS ... and at most SECS seconds over the whole run (default $QUIET_BUDGET)
   --binary PATH       the jitproxy binary (default $BIN)
   --no-build          use --binary (and $IDLE_BIN, $RELAY_BIN) as they are
   --work DIR          where logs, configs and results go (default /tmp/jp-pgbench/run-DATE)
@@ -111,6 +113,7 @@ while [ $# -gt 0 ]; do
 	--floor) FLOOR=1 ;;
 	--quiet-max) QUIET_MAX=$2; shift ;;
 	--quiet-wait) QUIET_WAIT=$2; shift ;;
+	--quiet-budget) QUIET_BUDGET=$2; shift ;;
 	--binary) BIN=$2; shift ;;
 	--no-build) BUILD=0 ;;
 	--work) WORK=$2; shift ;;
@@ -451,7 +454,7 @@ run() { # round path mode clients threads seconds
 	case $2 in C | D) pwvar=JP_TOKEN ;; esac
 	python3 "$HERE/pg-run.py" --out "$RESULTS" --round "$1" --path "$2" --mode "$3" --clients "$4" --threads "$5" --time "$6" \
 		--conn "${!v}" --password-env "$pwvar" --postmaster "$PG_PID" --proc "jitproxy=$SERVER_PID" --proc "pgbouncer=$BOUNCER_PID" ${RELAY_PID:+--proc "pg-relay=$RELAY_PID"} \
-		--quiet-max "$QUIET_MAX" --quiet-wait "$QUIET_WAIT" || die "pgbench failed on path $2 (round $1, $3, -c $4)"
+		--quiet-max "$QUIET_MAX" --quiet-wait "$QUIET_WAIT" --quiet-budget-file "$WORK/quiet-budget" || die "pgbench failed on path $2 (round $1, $3, -c $4)"
 }
 perf_start() { # mode
 	perf record -g -F 999 -p "$SERVER_PID" -o "$WORK/perf-$1.data" >"$WORK/perf-$1.log" 2>&1 &
@@ -463,6 +466,7 @@ perf_stop() { # mode
 	PERF_PID=""
 	perf report -i "$WORK/perf-$1.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -60 >"$WORK/perf-$1.txt" || true
 }
+echo "$QUIET_BUDGET" >"$WORK/quiet-budget"
 say "$ROUNDS round(s): pgbench -S -c $CLIENTS -j $THREADS -T $TIME and -c 1 -j 1 -T $LAT_TIME, modes: $MODES"
 for r in $(seq "$ROUNDS"); do
 	for m in $MODES; do
