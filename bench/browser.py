@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sign in through jitproxy's login page like a browser, for bench/ssh.sh.
+"""Sign in through jitproxy's login page like a browser, for bench/ssh.sh and bench/pg.sh.
 
 usage: browser.py URL USERNAME PASSWORD
 

@@ -12,7 +12,7 @@
 # auth_type scram-sha-256 with an auth_file, a free loopback port) and
 # `jitproxy dev` with bench/pg-jitproxy.yaml (recording on and required; a
 # self-approving rule; the target is the PostgreSQL above). alice signs in
-# through the real login page (bench/pg-browser.py), requests the bench
+# through the real login page (bench/browser.py), requests the bench
 # role for 8h and takes her DB token from `jitproxy db-env`. No TLS on any
 # leg (jitproxy's postgres.allow_plaintext_loopback), except the extra line
 # D, which is jitproxy with TLS from pgbench (sslmode=require) to jitproxy.
@@ -349,7 +349,7 @@ for i in $(seq 100); do
 	sleep 0.1
 done
 [ -n "$URL" ] || die "jitproxy login printed no URL (see $WORK/login.err)"
-python3 "$HERE/pg-browser.py" "$URL" alice alice-pw || die "signing in failed"
+python3 "$HERE/browser.py" "$URL" alice alice-pw || die "signing in failed"
 wait "$LOGIN_PID" || die "jitproxy login failed (see $WORK/login.err)"
 LOGIN_PID=""
 "$BIN" request bench-db --role bench --database bench --for 8h --reason "bench/pg.sh" >"$WORK/request.out" 2>&1 ||
