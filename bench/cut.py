@@ -3,9 +3,11 @@
 
 One measurement: a fresh amendment for one person (requested, approved by
 the approver, certificate refreshed), N live sessions opened through the
-single-hop path (`ssh -F CONFIG -n LOGIN@TARGET 'echo ready; exec sleep
-600'`, each one its own ssh process and its own `jitproxy ssh-proxy`), then
-the amendment ends: revoked with `jitproxy revoke` (--mode revoke), or left
+single-hop path (`ssh -F CONFIG LOGIN@TARGET 'echo ready; exec cat
+>/dev/null'` with stdin a pipe left open and idle: each one its own ssh
+process and its own `jitproxy ssh-proxy`; the remote cat ends with the
+connection, where a sleep would outlive it on the target), then the
+amendment ends: revoked with `jitproxy revoke` (--mode revoke), or left
 to expire (--mode expiry, with a short amendment). Every ssh process is
 watched through a pidfd, so its exit is timed by the kernel's wake-up, not
 by polling.
@@ -104,11 +106,14 @@ class Bench:
 
     def ssh_cmd(self):
         a = self.a
-        return ["ssh", "-F", a.ssh_config, "-n", "-c", a.cipher, "%s@%s" % (a.login, a.target),
-                "echo ready; exec sleep %d" % a.sleep]
+        # stdin stays open and idle: the remote cat exits when the session
+        # is cut (sshd closes its stdin), where `ssh -n ... sleep` would
+        # leave the sleep running on the target after the cut.
+        return ["ssh", "-F", a.ssh_config, "-c", a.cipher, "%s@%s" % (a.login, a.target),
+                "echo ready; exec cat >/dev/null"]
 
     def spawn(self):
-        p = subprocess.Popen(self.ssh_cmd(), env=self.env, stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(self.ssh_cmd(), env=self.env, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         os.set_blocking(p.stdout.fileno(), False)
         p.buf = b""
@@ -147,6 +152,7 @@ class Bench:
                     poller.unregister(fd)
                     del pending[fd]
                     p.wait()
+                    p.stdin.close()
                     self.procs.remove(p)
                     failures += 1
                     last_err = p.buf.decode(errors="replace").strip().splitlines()[-1:] or ["exit %d" % p.returncode]
@@ -192,6 +198,7 @@ class Bench:
             for p in w:
                 p.terminate()
                 p.wait()
+                p.stdin.close()
                 self.procs.remove(p)
             self.wait_live(0)
             time.sleep(1)
@@ -363,6 +370,8 @@ class Bench:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
+            if p.stdin:
+                p.stdin.close()
         for p in self.procs:
             try:
                 p.wait(timeout=5)
@@ -455,7 +464,6 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8, help="handshakes in flight while opening")
     ap.add_argument("--open-timeout", type=int, default=300)
     ap.add_argument("--cut-timeout", type=int, default=60)
-    ap.add_argument("--sleep", type=int, default=600)
     ap.add_argument("--before-cut", help="a shell command started in the background 0.5s before the revoke (profiling)")
     ap.add_argument("--quiet-max", type=int, default=25, help="wait before the revoke until the machine is under this %% busy")
     ap.add_argument("--quiet-wait", type=int, default=30, help="... for at most this many seconds")

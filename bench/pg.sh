@@ -63,11 +63,11 @@ PERF=0
 HOLD=0
 QUIET_MAX=25        # percent busy (other work) under which a run starts
 QUIET_WAIT=15       # seconds to wait for that, at most, before each run
-QUIET_BUDGET=120    # seconds to wait for that, at most, in all
+QUIET_BUDGET=60     # seconds to wait for that, at most, in all
 ORIG_ARGS="$*"
 
 usage() {
-	sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 	cat <<EOF
 Options:
   --quick             1 round, -T 3 (latency runs too), 1,000 idle connections

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Print the final table of bench/ssh.sh from its results.jsonl.
 
-usage: report.py RESULTS.jsonl
+usage: report.py RESULTS.jsonl [MORE.jsonl ...]
+
+With several files (runs of the same setup) the samples are pooled: the
+medians and ratios are over every round of every run, and each run's cut
+measurements are listed.
 
 Throughput per path is the median over the rounds (min and max shown);
 connection time is the median of every `ssh ... true` sample. Ratios are
@@ -35,7 +39,12 @@ def fmt(x, spec="%.1f"):
 
 
 def main():
-    rows = load(sys.argv[1])
+    rows = []
+    for i, path in enumerate(sys.argv[1:]):
+        for r in load(path):
+            r["run"] = i + 1
+            rows.append(r)
+    runs = len(sys.argv) - 1
     meta = next((r for r in rows if r["kind"] == "meta"), {})
     fails = {r["path"]: r["error"] for r in rows if r["kind"] == "fail"}
     thr = {(p, d): [r["mibs"] for r in rows if r["kind"] == "xfer" and r["path"] == p and r["dir"] == d and r.get("ok")]
@@ -53,11 +62,13 @@ def main():
         w("machine: %s cores, %s; kernel %s; %s; %s" % (meta.get("nproc"), meta.get("cpu"), meta.get("kernel"),
                                                       meta.get("go"), meta.get("openssh")))
         w("command: %s" % meta.get("command", ""))
+        if runs > 1:
+            w("pooled: %d runs (%s)" % (runs, "; ".join(r.get("date", "") + " " + r.get("command", "") for r in rows if r["kind"] == "meta")))
         w("cipher %s on every hop (MAC implicit), key exchange %s; %s MiB per transfer; %s rounds, paths interleaved; %s connection samples per path per round" % (
             meta.get("cipher"), meta.get("kex", "?"), meta.get("size_mib"), meta.get("rounds"), meta.get("conn_samples")))
         if meta.get("isolate"):
             w("isolated: jitproxy pinned to CPU 0, the clients and sshds to the other CPUs")
-        casts = [r for r in rows if r["kind"] == "castsize"]
+        casts = [r for r in rows if r["kind"] == "castsize" and r["run"] == 1]
         for r in casts:
             w("recording of one %s MiB %s transfer on path %s: %.0f MiB" % (meta.get("size_mib"), {"down": "NUL-byte", "text": "text"}.get(r.get("dir", "down"), ""), r["path"], r["bytes"] / 2**20))
         w("")
@@ -100,7 +111,7 @@ def main():
                 "%s %s" % (p, " ".join("%s %.2f" % (d, med(cpu[(p, d)]) / size) for d in dirs if cpu[(p, d)]))
                 for p, _ in present if p not in "AB" and size))
         w("")
-        w("Ratios (same run)    upload  download  connect  (sftp)  (text)  %-30s | best rounds: upload download connect" % "targets")
+        w("%-20s upload  download  connect  (sftp)  (text)  %-30s | best rounds: upload download connect" % ("Ratios (pooled)" if runs > 1 else "Ratios (same run)", "targets"))
 
         def ratio(a, b, k, src=m):
             x, y = src.get((a, k)), src.get((b, k))
@@ -139,7 +150,7 @@ def main():
         w("%-16s %6s  %-24s %-24s %-18s %s" % ("case", "N", "exit p50/p99/max", "proxy p50/p99/max", "hist p50/p99", "notes"))
         for r in cuts:
             if "error" in r:
-                w("%-16s %6s  fails: %s" % (r["label"], r["n"], r["error"]))
+                w("%-16s %6s  fails: %s" % (r["label"] + run_tag(r, runs), r["n"], r["error"]))
                 continue
             notes = []
             if r.get("survivors"):
@@ -151,7 +162,7 @@ def main():
                 notes.append("revoke CLI %.0f ms, commit at +%.0f ms" % (r["revoke_cli_ms"], r["commit_after_cli_start_ms"]))
             notes.append("opened in %.1fs" % r.get("open_seconds", 0))
             w("%-16s %6d  %-24s %-24s %-18s %s" % (
-                r["label"], r["n"],
+                r["label"] + run_tag(r, runs), r["n"],
                 "%s / %s / %s" % (fmt(r.get("exit_p50_ms")), fmt(r.get("exit_p99_ms")), fmt(r.get("exit_max_ms"))),
                 "%s / %s / %s" % (fmt(r.get("proxy_p50_ms")), fmt(r.get("proxy_p99_ms")), fmt(r.get("proxy_max_ms"))),
                 "%s / %s" % (fmt(r.get("hist_p50_ms")), fmt(r.get("hist_p99_ms"))),
@@ -184,6 +195,10 @@ def main():
         for name, good, val in verdicts:
             w("  %-8s %-68s %s" % ({True: "MET", False: "MISSED", None: "n/a"}[good], name, val))
     print("\n".join(out))
+
+
+def run_tag(r, runs):
+    return " (run %d)" % r["run"] if runs > 1 else ""
 
 
 def ok(x, floor):

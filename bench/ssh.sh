@@ -1,31 +1,34 @@
 #!/usr/bin/env bash
 # bench/ssh.sh: jitproxy's SSH path against plain OpenSSH, on one machine.
 #
-#   bench/ssh.sh             # full run (~10 min on 2 cores): 512 MiB, 3 rounds, 1/100/1000 sessions
-#   bench/ssh.sh --quick     # smoke run (~3 min): 64 MiB, 2 rounds, 1/10/100 sessions
+#   bench/ssh.sh             # full run (~10 min on 2 quiet cores): 512 MiB, 3 rounds, 1000/100/1 sessions
+#   bench/ssh.sh --quick     # smoke run (~4 min): 64 MiB, 2 rounds, 100/10/1 sessions
 #   bench/ssh.sh --help      # every option
 #
 # It builds jitproxy, runs `jitproxy dev` with bench/jitproxy-bench.yaml on
 # free loopback ports (its demo sshd is the target; recording is on), signs
-# in alice, bob and dave through the real login pages, gets alice an 8h
-# amendment approved by bob, starts a second private sshd as a plain
-# OpenSSH jump host, and then measures four paths to the same sshd, with
-# one cipher (aes128-gcm@openssh.com) pinned on every hop:
+# in alice, bob and dave through the real login page (bench/browser.py),
+# gets alice an 8h amendment approved by bob, starts a second private sshd
+# as a plain OpenSSH jump host, and measures these paths to the same sshd,
+# with aes128-gcm@openssh.com (and curve25519-sha256) pinned on every hop:
 #   A  direct:               ssh bench-direct
 #   B  OpenSSH -J bastion:   ssh -J bench-jump bench-direct
-#   C  jitproxy single hop:  ssh root@demo-ssh   (the block jitproxy ssh-config prints)
-#   D  jitproxy -J:          ssh -J alice@BASTION root@demo-ssh
-# Throughput (head -c SIZE /dev/zero | ssh ... 'cat > /dev/null', and
-# ssh ... 'head -c SIZE /dev/zero' > /dev/null; MiB/s from wall time) and
-# connection time (ssh ... true), interleaved A B C D per round. Then cut
-# latency (bench/cut.py) at 1,000 / 100 / 1 live sessions on one amendment
-# revoked with jitproxy revoke, and one session on a short amendment left
-# to expire; memory per idle session at the largest count. Finally the
-# table (bench/report.py) with the ratios and the targets.
+#   C  jitproxy single hop:  ssh $USER@demo-ssh   (the block jitproxy ssh-config prints)
+#   D  jitproxy -J:          ssh -J alice@BASTION $USER@demo-ssh
+#   E  experiment:           C with bench/fdpass.py as a ProxyUseFdpass ProxyCommand
+# First cut latency (bench/cut.py): 1,000 / 100 / 1 live sessions on one
+# amendment revoked with jitproxy revoke, and one session on a short
+# amendment left to expire; memory per idle session at the largest count.
+# Then, interleaved A B C D E per round: throughput (head -c SIZE /dev/zero
+# | ssh ... 'cat > /dev/null'; ssh ... 'head -c SIZE /dev/zero' > /dev/null;
+# the same through tr '\0' x), MiB/s from wall time, and connection time
+# (ssh ... true; sftp -b /dev/null). Finally the table (bench/report.py)
+# with the ratios and the targets met or missed.
 #
-# Needs only Debian's openssh-client/server, python3, coreutils and Go (to
-# build). Everything it starts is stopped on exit; everything it writes is
-# under --work (default /tmp/jp-bench/run-DATE).
+# Needs only Debian's openssh-client/server, python3, curl, coreutils and Go
+# (to build). Everything it starts is stopped on exit; everything it writes
+# is under --work (default /tmp/jp-bench/run-DATE). BENCHMARKS.md has the
+# figures and what limits them.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,10 +55,11 @@ DIRS="up down text"
 ISOLATE=0
 QUIET_MAX=25      # percent busy (other work) under which a measurement starts
 QUIET_WAIT=10     # seconds to wait for that, at most, before each measurement
+QUIET_BUDGET=120  # seconds of such waiting, at most, in the whole run
 ORIG_ARGS="$*"
 
 usage() {
-	sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
 	cat <<EOF
 Options:
   --quick             64 MiB, 2 rounds, 5 connection samples, sessions "100 10 1", 10s expiry
@@ -69,6 +73,7 @@ Options:
   --quiet-max PCT     wait before each measurement until the machine is under PCT% busy
                       with other work (default $QUIET_MAX; the machine may be shared)
   --quiet-wait SECS   ... but at most SECS seconds (default $QUIET_WAIT; 0 disables)
+  --quiet-budget SECS ... and at most SECS seconds in the whole run (default $QUIET_BUDGET)
   --no-throughput     skip throughput and connection time
   --no-cut            skip cut latency and memory
   --profile           also record perf profiles of C and D transfers (needs perf)
@@ -99,6 +104,7 @@ while [ $# -gt 0 ]; do
 	--concurrency) CONCURRENCY=$2; shift ;;
 	--quiet-max) QUIET_MAX=$2; shift ;;
 	--quiet-wait) QUIET_WAIT=$2; shift ;;
+	--quiet-budget) QUIET_BUDGET=$2; shift ;;
 	--no-throughput) DO_XFER=0 ;;
 	--no-cut) DO_CUT=0 ;;
 	--profile) PROFILE=1 ;;
@@ -385,13 +391,18 @@ busy() {
 }
 # wait_quiet: the machine is shared; wait (at most QUIET_WAIT seconds) until
 # other work leaves it under QUIET_MAX percent busy, and set BUSY to what it was.
+# All the waiting of one run is capped at QUIET_BUDGET seconds, so that a
+# busy machine cannot stretch the run much past its usual length.
+QUIET_SPENT=0
 wait_quiet() {
 	local t=$SECONDS
 	BUSY=$(busy)
-	while [ "$BUSY" -gt "$QUIET_MAX" ] && [ $((SECONDS - t)) -lt "$QUIET_WAIT" ]; do
+	while [ "$BUSY" -gt "$QUIET_MAX" ] && [ $((SECONDS - t)) -lt "$QUIET_WAIT" ] &&
+		[ $((QUIET_SPENT + SECONDS - t)) -lt "$QUIET_BUDGET" ]; do
 		BUSY=$(busy)
 	done
-	[ "$BUSY" -gt "$QUIET_MAX" ] && say "    (the machine is $BUSY% busy with other work; measuring anyway)"
+	QUIET_SPENT=$((QUIET_SPENT + SECONDS - t))
+	if [ "$BUSY" -gt "$QUIET_MAX" ]; then say "    (the machine is $BUSY% busy with other work; measuring anyway)"; fi
 	return 0
 }
 # jpcpu: the jitproxy server's user+system CPU time so far, in clock ticks.
@@ -564,8 +575,8 @@ if [ "$PROFILE" = 1 ]; then
 		wait_idle
 		kill -INT $PERF_PID; wait $PERF_PID 2>/dev/null || true
 		PERF_PID=""
-		perf report -i "$WORK/perf-$p-$what.data" --no-children --sort pid --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12 >"$WORK/perf-$p-$what.comm.txt"
-		perf report -i "$WORK/perf-$p-$what.data" --no-children --pid "$SERVER_PID" --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 >"$WORK/perf-$p-$what.jitproxy.txt"
+		perf report -i "$WORK/perf-$p-$what.data" --no-children --sort pid --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12 >"$WORK/perf-$p-$what.comm.txt" || true
+		perf report -i "$WORK/perf-$p-$what.data" --no-children --pid "$SERVER_PID" --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 >"$WORK/perf-$p-$what.jitproxy.txt" || true
 		drop_recordings
 		say "  CPU by process:"; sed 's/^/      /' "$WORK/perf-$p-$what.comm.txt" >&2
 		say "  jitproxy's top symbols:"; head -15 "$WORK/perf-$p-$what.jitproxy.txt" | sed 's/^/      /' >&2
