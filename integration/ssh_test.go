@@ -77,6 +77,22 @@ func TestSSHEndToEnd(t *testing.T) {
 	if err != nil || string(out) != "hello from the target\n"+login+"\n" {
 		t.Fatalf("single-hop ssh: %v\n%s", err, out)
 	}
+	// Input and its EOF reach the command, however fast the client sends
+	// them after the exec request (an EOF that overtook the exec used to
+	// leave `ssh host cat </dev/null` hanging).
+	for i := range 5 {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cat := alice.ssh(c, "-F", cfg, "-o", "BatchMode=yes", login+"@demo-ssh", "cat")
+		if i%2 == 1 {
+			cat.Stdin = strings.NewReader("through cat\n")
+		} // else stdin is /dev/null: EOF at once
+		out, err := cat.CombinedOutput()
+		cancel()
+		want := map[bool]string{false: "", true: "through cat\n"}[i%2 == 1]
+		if err != nil || string(out) != want {
+			t.Fatalf("ssh … cat, try %d: %v, %q; want %q promptly", i, err, out, want)
+		}
+	}
 	// ssh -J through the bastion, with nothing but the certificate: ssh
 	// passes no -o options to the jump connection, so they go in a file.
 	h := alice.home
@@ -138,8 +154,8 @@ func TestSSHEndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &recs); err != nil {
 		t.Fatalf("recordings --json: %v\n%s", err, raw)
 	}
-	if len(recs) < 3 {
-		t.Fatalf("%d recordings; want one per session (3)\n%s", len(recs), raw)
+	if len(recs) < 8 {
+		t.Fatalf("%d recordings; want one per session (8)\n%s", len(recs), raw)
 	}
 	export := alice.ok("audit", "export", "--data", s.data)
 	var cut bool

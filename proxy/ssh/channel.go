@@ -37,6 +37,14 @@ type channel struct {
 	// before the shell, exec or subsystem request, and for subsystems.
 	tee atomic.Pointer[recording.Cast]
 
+	// started is closed once the channel's shell, exec or subsystem request
+	// has gone upstream (or the client's requests have ended): the input
+	// copier waits for it, so the client's data and EOF never overtake
+	// the request they follow. sshd drops an EOF that arrives before the
+	// exec, and `ssh host cat </dev/null` then hangs.
+	started   chan struct{}
+	startOnce sync.Once
+
 	// errMu serializes writes to the client's stderr: x/crypto's
 	// WriteExtended is not safe for concurrent writers to one stream, and
 	// the stderr copier, warnings and the cut line all write there.
@@ -99,6 +107,7 @@ func (ch *channel) run(creqs, ureqs <-chan *gossh.Request) {
 // client's EOF it sends EOF upstream. A write error means the target's
 // side is closing, which run handles: it is not an error of the relay.
 func (ch *channel) copyInput(errc chan<- error) {
+	<-ch.started
 	buf := ch.ss.srv.getBuf()
 	defer ch.ss.srv.putBuf(buf)
 	for {
@@ -123,6 +132,9 @@ func (ch *channel) copyInput(errc chan<- error) {
 		}
 	}
 }
+
+// markStarted lets the input copier go; see started.
+func (ch *channel) markStarted() { ch.startOnce.Do(func() { close(ch.started) }) }
 
 // copyOutput copies one of the target's output streams to the client,
 // recording it. An error writing to the client ends the channel.

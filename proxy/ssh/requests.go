@@ -44,6 +44,7 @@ const (
 // target's.
 func (ch *channel) clientRequests(reqs <-chan *gossh.Request) {
 	defer ch.upstream.Close()
+	defer ch.markStarted()
 	for req := range reqs {
 		switch req.Type {
 		case "pty-req":
@@ -83,6 +84,7 @@ func (ch *channel) clientRequests(reqs <-chan *gossh.Request) {
 				// stderr that came with it: accept, then end the channel
 				// with the line.
 				req.Reply(true, nil)
+				ch.markStarted()
 				ch.sayGoodbye(err)
 				continue
 			}
@@ -99,6 +101,10 @@ func (ch *channel) clientRequests(reqs <-chan *gossh.Request) {
 		}
 		ok, err := ch.upstream.SendRequest(req.Type, req.WantReply, req.Payload)
 		req.Reply(ok && err == nil, nil)
+		switch req.Type {
+		case "shell", "exec", "subsystem":
+			ch.markStarted()
+		}
 	}
 }
 

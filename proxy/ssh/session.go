@@ -366,6 +366,7 @@ func (ss *sshSession) openSession(nc gossh.NewChannel) {
 		id:       fmt.Sprintf("c%d", ss.nextChannel),
 		client:   cc,
 		upstream: uc,
+		started:  make(chan struct{}),
 	}
 	ss.channels[ch] = struct{}{}
 	ss.mu.Unlock()
