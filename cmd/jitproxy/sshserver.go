@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"path/filepath"
 	"time"
@@ -107,9 +108,18 @@ func newBastion(cfg *config.Config, authority *certs.Authority, svc *amendment.S
 		Audit:                auditFunc(st, log),
 		BastionHostname:      host,
 		HandshakeTimeout:     cfg.SSH.HandshakeTimeout.Std(),
-		MaxSessionsPerPerson: cfg.SSH.MaxSessionsPerPerson,
+		MaxSessionsPerPerson: maxSessions(cfg.SSH.MaxSessionsPerPerson),
 		Logger:               log.With().Str("component", "ssh").Logger(),
 	})
+}
+
+// maxSessions translates the config's per-person session limit, where 0
+// means no limit, to the bastion's, where 0 means its default.
+func maxSessions(n int) int {
+	if n == 0 {
+		return math.MaxInt
+	}
+	return n
 }
 
 // auditFunc adapts the store to the proxies' audit hook: the session and
