@@ -23,32 +23,41 @@ func rawConn(c net.Conn) syscall.RawConn {
 	return rc
 }
 
-// rawRead is the pipe's read on its raw connection (see readRaw): with
-// input waiting it reads it into the pipe's buffer, taking one if it has
-// none; with none it gives the buffer back (unless part of a message is in
-// it) and has the runtime wait for input.
+// rawRead is the function of the pipe's raw.Read (see stepRaw). Each
+// call comes with input waiting, or possibly waiting: it reads into the
+// pipe's buffer (taking one if it has none) and writes through what it can.
+// It returns false to have the runtime wait for more input: after EAGAIN,
+// or at once after a short read; true to return to step, with p.rerr set
+// if the relay ended or failed.
 func (p *pipe) rawRead(fd uintptr) bool {
 	if p.buf == nil {
 		p.buf = p.getBuf()
 	}
 	for {
+		room := len(*p.buf) - p.n
 		n, err := syscall.Read(int(fd), (*p.buf)[p.n:])
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
-			if p.n == 0 {
-				p.putBuf(p.buf)
-				p.buf = nil
-			}
+			p.idle()
 			return false
 		case err != nil:
 			p.rerr = os.NewSyscallError("read", err)
+			return true
 		case n == 0:
 			p.rerr = io.EOF
-		default:
-			p.rn = n
+			return true
 		}
-		return true
+		p.n += n
+		if err := p.process(); err != nil {
+			p.rerr = err
+			return true
+		}
+		if n == room {
+			return true
+		}
+		p.idle()
+		return false
 	}
 }

@@ -50,17 +50,16 @@ type pipe struct {
 	// raw, when not nil, is src's raw connection, which the pipe then
 	// reads itself: it takes a buffer only once there is input, and gives
 	// it back while it waits for more, so an idle session holds no relay
-	// buffer (see readRaw). nil means src.Read, into a buffer the pipe
-	// keeps.
+	// buffer; and after a read that took all there was it waits for more
+	// without the read that would only say so (see stepRaw). nil means
+	// src.Read, into a buffer the pipe keeps.
 	raw syscall.RawConn
 	dst io.Writer
 	f   framer
 	buf *[]byte // nil while the pipe holds none (see raw and small)
 	n   int     // bytes buffered in *buf, not yet written
-	// readFn is rawRead as a func value, made once; rn and rerr are what
-	// it read.
+	// readFn is rawRead as a func value, made once; rerr is how it ended.
 	readFn func(fd uintptr) bool
-	rn     int
 	rerr   error
 	// small, when not nil, keeps a pipe without raw from holding a relay
 	// buffer while it idles: after a read that did not fill the room it
@@ -89,13 +88,16 @@ type pipe struct {
 // atBoundary reports whether dst is between two messages.
 func (p *pipe) atBoundary() bool { return p.skip == 0 }
 
-// step reads from src once and writes through whatever can go.
+// step reads from src and writes through whatever can go: once, or (when
+// the pipe reads raw) for as long as short reads keep taking all there is.
+// It returns nil only when there may be more input to read at once.
 func (p *pipe) step() error {
+	if p.raw != nil {
+		return p.stepRaw()
+	}
 	var m, room int
 	var rerr error
 	switch {
-	case p.raw != nil:
-		m, rerr = p.readRaw()
 	case p.buf == nil && p.small != nil:
 		m, rerr = p.src.Read(p.small)
 		room = len(p.small)
@@ -210,17 +212,36 @@ func (p *pipe) process() error {
 	return nil
 }
 
-// readRaw reads from raw once: it waits, holding no buffer, until there is
-// input, then reads it into a buffer it takes then.
-func (p *pipe) readRaw() (int, error) {
+// stepRaw relays from raw inside one raw.Read, whose function (rawRead)
+// reads, frames and writes through until a read fills the buffer (more is
+// waiting: step again), src ends, or the relay fails. Between reads it has
+// the runtime wait for input, holding no buffer. A read shorter than the
+// room it had took all that the socket held, so the pipe then waits at
+// once rather than read again only to learn there is nothing (EAGAIN):
+// that saves a read per message batch, two syscalls per transaction of a
+// request-response client. It is safe because the runtime's poller is
+// edge-triggered: input that comes after the read wakes the wait, input
+// that came before it was read; and within one raw.Read the runtime never
+// forgets a wake-up (it does at the start of each). The deadlines still
+// interrupt: the runtime checks them before each wait, and a full read
+// returns to step, whose next raw.Read checks them too.
+func (p *pipe) stepRaw() error {
 	if p.readFn == nil {
 		p.readFn = p.rawRead
 	}
-	p.rn, p.rerr = 0, nil
+	p.rerr = nil
 	if err := p.raw.Read(p.readFn); err != nil {
-		return 0, err
+		return err
 	}
-	return p.rn, p.rerr
+	return p.rerr
+}
+
+// idle gives the buffer back while the pipe waits for input, unless part
+// of a message is in it.
+func (p *pipe) idle() {
+	if p.n == 0 {
+		p.release()
+	}
 }
 
 // release gives the pipe's buffer back: while it idles, or once it has
