@@ -58,6 +58,8 @@ type SQLite struct {
 	wsem chan struct{}
 	// r is the read pool (query_only connections).
 	r *sql.DB
+	// audits batches concurrent AppendAudit calls (sqlite_audit.go).
+	audits auditQueue
 
 	mu     sync.Mutex // guards closed
 	closed bool

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"regexp"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -224,5 +226,106 @@ func testAuditEventsAfter(t *testing.T, s store.Store) {
 	}
 	if !errors.Is(gotErr, context.Canceled) {
 		t.Errorf("AuditEvents with a cancelled context: %d events, error %v; want an error matching context.Canceled", n, gotErr)
+	}
+}
+
+// testConcurrentAppendAudit: many goroutines append at once, among
+// amendment changes (which append their own rows), one of them with data
+// that is not JSON, one with a context already ended. Every good event is
+// stored exactly once, as returned (its seq, prev_hash and hash), each
+// goroutine's events in the order it appended them, and the whole chain
+// verifies. The bad ones fail alone and store nothing.
+func testConcurrentAppendAudit(t *testing.T, s store.Store) {
+	ctx := testContext(t)
+	const (
+		writers = 32
+		each    = 16
+	)
+	clk := new(clock)
+	var wg sync.WaitGroup
+	got := make([][]audit.Event, writers)
+	errs := make(chan error, writers+4)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				e, err := audit.NewEvent(clk.next(), audit.TypeSessionEnd, "alice@example.com", map[string]int{"writer": w, "i": i})
+				if err != nil {
+					errs <- err
+					return
+				}
+				sealed, err := s.AppendAudit(ctx, e)
+				if err != nil {
+					errs <- fmt.Errorf("writer %d, event %d: %w", w, i, err)
+					return
+				}
+				got[w] = append(got[w], sealed)
+			}
+		})
+	}
+	var changes int
+	wg.Go(func() {
+		for i := range 4 {
+			a := newAmendment(fmt.Sprintf("c%d", i), "alice@example.com", "web-1", clk.next())
+			c := amendment.Change{Event: amendment.EventRequested, Actor: a.Requester, At: a.CreatedAt, Reason: a.Reason, After: a.Clone()}
+			if err := s.Create(ctx, c); err != nil {
+				errs <- fmt.Errorf("Create(%s): %w", a.ID, err)
+			}
+		}
+	})
+	changes += 4
+	wg.Go(func() {
+		bad := audit.Event{Time: t0, Type: audit.TypeLogin, Actor: "alice@example.com", Data: json.RawMessage(`{"a":`)}
+		if e, err := s.AppendAudit(ctx, bad); err == nil {
+			errs <- fmt.Errorf("AppendAudit with data that is not JSON = %+v; want an error", e)
+		}
+	})
+	wg.Go(func() {
+		ended, cancel := context.WithCancel(ctx)
+		cancel()
+		if e, err := s.AppendAudit(ended, audit.Event{Time: t0, Type: audit.TypeLogin, Actor: "mallory@example.com"}); err == nil {
+			errs <- fmt.Errorf("AppendAudit with an ended context = %+v; want an error", e)
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+
+	rows := auditRows(t, s)
+	if want := writers*each + changes; len(rows) != want {
+		t.Fatalf("%d audit rows; want %d", len(rows), want)
+	}
+	bySeq := make(map[int64]audit.Event, len(rows))
+	for i, r := range rows {
+		if r.Seq != int64(i+1) {
+			t.Fatalf("row %d has seq %d; want %d", i, r.Seq, i+1)
+		}
+		if r.Actor == "mallory@example.com" {
+			t.Errorf("the event with an ended context was stored: %+v", r)
+		}
+		bySeq[r.Seq] = r
+	}
+	for w, evs := range got {
+		for i, e := range evs {
+			if stored := bySeq[e.Seq]; !reflect.DeepEqual(stored, e) {
+				t.Errorf("writer %d, event %d: AppendAudit returned\n%+v\nbut seq %d holds\n%+v", w, i, e, e.Seq, stored)
+			}
+			if i > 0 && e.Seq <= evs[i-1].Seq {
+				t.Errorf("writer %d: event %d has seq %d, not after its previous one's %d", w, i, e.Seq, evs[i-1].Seq)
+			}
+		}
+	}
+	v := audit.NewVerifier()
+	for _, r := range rows {
+		if err := v.Next(r); err != nil {
+			t.Fatalf("the chain breaks at seq %d: %v", r.Seq, err)
+		}
+	}
+	if sum := v.Summary(); sum.Events != int64(len(rows)) || sum.Head != rows[len(rows)-1].Hash {
+		t.Errorf("verifier summary %+v; want %d events ending at %s", sum, len(rows), rows[len(rows)-1].Hash)
 	}
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListFilters", testList},
 		{"ChangesChainAuditRows", testAuditChain},
 		{"AppendAudit", testAppendAudit},
+		{"ConcurrentAppendAudit", testConcurrentAppendAudit},
 		{"AuditEventsAfter", testAuditEventsAfter},
 		{"SubscribeCommitOrder", testSubscribeOrder},
 		{"SubscribeSlowSubscriberClosed", testSubscribeSlow},
