@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -363,45 +364,54 @@ func TestTimerFiringEarly(t *testing.T) {
 	}
 }
 
-// TestCutsRunConcurrently: every session's Cut runs at once. Each Cut here
-// returns only when all have started, so cutting one after another would
-// never finish.
-func TestCutsRunConcurrently(t *testing.T) {
-	const n = 50
+// TestCutsInOneLoop: an amendment's sessions are cut by a loop that a few
+// goroutines share (one per core), not by a goroutine each: while the
+// cuts run, the process has nowhere near one more goroutine per session.
+// Every Cut still runs, once, with its own cause.
+func TestCutsInOneLoop(t *testing.T) {
+	const n = 200
 	f := newFixture(t, fixtureConfig{fake: true})
 	f.run(t)
 	a := f.active(t, "web-1", time.Hour)
-	var started sync.WaitGroup
-	started.Add(n)
-	all := make(chan struct{})
-	go func() { started.Wait(); close(all) }()
-	giveUp := make(chan struct{})
-	t.Cleanup(func() { close(giveUp) }) // before Run's cleanup waits for the cuts
-	var timedOut atomic.Int32
+	var (
+		peak atomic.Int64
+		cuts sync.WaitGroup
+	)
+	cuts.Add(n)
+	rs := make([]registered, n)
 	for i := range n {
-		p := newProbe(fmt.Sprintf("s%02d", i), nil)
+		p := newProbe(fmt.Sprintf("s%03d", i), nil)
 		s := p.session(a, false)
 		s.Cut = func(cause *Ended) {
-			started.Done()
-			select {
-			case <-all:
-			case <-giveUp:
-			case <-time.After(5 * time.Second):
-				timedOut.Add(1)
+			for g := int64(runtime.NumGoroutine()); ; {
+				old := peak.Load()
+				if g <= old || peak.CompareAndSwap(old, g) {
+					break
+				}
 			}
 			p.Cut(cause)
+			cuts.Done()
 		}
-		if _, _, err := f.reg.Register(context.Background(), s); err != nil {
+		ctx, done, err := f.reg.Register(context.Background(), s)
+		if err != nil {
 			t.Fatal(err)
 		}
+		rs[i] = registered{probe: p, ctx: ctx, done: done}
 	}
+	base := int64(runtime.NumGoroutine())
 	must(f.svc.Revoke(context.Background(), bob, a.ID, "incident 42"))(t)
+	done := make(chan struct{})
+	go func() { cuts.Wait(); close(done) }()
 	select {
-	case <-all:
+	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the cuts did not all start")
+		t.Fatal("not every session was cut")
 	}
-	if n := timedOut.Load(); n != 0 {
-		t.Errorf("%d cuts waited 5s for the others to start", n)
+	if extra, limit := peak.Load()-base, int64(runtime.GOMAXPROCS(0)+8); extra > limit {
+		t.Errorf("%d more goroutines while cutting %d sessions; want at most %d (one loop, not a goroutine each)", extra, n, limit)
+	}
+	want := line("jitproxy: access to ubuntu@web-1 ended: amendment {id} revoked by bob@example.com: incident 42", a)
+	for _, r := range rs {
+		checkCutOnce(t, r, want, ErrRevoked)
 	}
 }

@@ -16,10 +16,11 @@ type Metrics struct {
 	cutLatency *prometheus.HistogramVec
 }
 
-// cutLatencyBuckets run from 100µs to 1s in steps of about 1.6x: a cut is
+// cutLatencyBuckets run from 100µs to 30s in steps of about 1.6x: a cut is
 // expected to take well under a millisecond, and the interesting part of
-// the histogram is how far the tail reaches.
-var cutLatencyBuckets = prometheus.ExponentialBucketsRange(100e-6, 1, 21)
+// the histogram is how far the tail reaches, which under load has been
+// seconds.
+var cutLatencyBuckets = prometheus.ExponentialBucketsRange(100e-6, 30, 28)
 
 // NewMetrics creates the registry's metrics and registers them with reg
 // (nil means they are kept but not registered). It panics if reg already
@@ -44,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind", "reason"}),
 		cutLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "jitproxy_session_cut_latency_seconds",
-			Help:    "Time from the expiry instant or the revoke's commit to the session's cut function returning, by reason.",
+			Help:    "Time from the expiry instant or the revoke's commit to the session's cut function returning (its goodbye written and its sockets shut down), by reason.",
 			Buckets: cutLatencyBuckets,
 		}, []string{"reason"}),
 	}

@@ -83,12 +83,17 @@ type Session struct {
 	// re-reads it by ID and decides on the stored state, not on this copy.
 	Amendment *amendment.Amendment
 
-	// Cut closes the session's connections now, and shows the person
+	// Cut ends the session's connections now, and shows the person
 	// cause (one line) where the protocol allows. The registry calls it
 	// at most once, and never after the session's done func has run
-	// first; it calls it without holding its lock, from its own goroutine
-	// or the caller's, concurrently with other sessions' Cut. It must not
-	// block for long: give any goodbye write a deadline. Required.
+	// first; it calls it without holding its lock, in a loop over every
+	// session of the amendment that a few goroutines share (the caller's
+	// among them), concurrently with other sessions' Cut. The cut latency
+	// is taken when it returns, and the next session waits for it: it
+	// must take microseconds, not wait for the network, a lock another
+	// goroutine may hold for long, or the disk. Write the goodbye if it
+	// cannot block, shut the sockets (shutdown(2)), and leave closing,
+	// logging and audit rows to the session's own goroutines. Required.
 	Cut func(cause *Ended)
 	// Warn shows the person one line ahead of expiry (interactive
 	// sessions only). It may run concurrently with Cut and must not block
