@@ -1,6 +1,7 @@
 package recording
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -50,22 +51,25 @@ type Header struct {
 }
 
 // Cast records one SSH channel as an asciicast v2 file. Output, Input and
-// Resize are safe for concurrent use with each other and with Close, and do
-// not allocate once the scratch buffer has grown to the largest write.
+// Resize are safe for concurrent use with each other and with Close. They
+// copy the bytes into the recording's pending buffer and return, without
+// allocating once it has grown; the Recorder's workers escape, compress
+// and write them. When the workers are maxPending bytes behind, they wait.
 type Cast struct {
 	w           *writer
 	recordInput bool
 	start       time.Time // the time of elapsed 0
 
-	// Guarded by w.mu.
-	scratch []byte        // the event being encoded
-	out, in utf8Tail      // incomplete UTF-8 at the end of the last o and i events
-	last    time.Duration // elapsed time of the last event: times never go back
+	last time.Duration // elapsed time of the last event, guarded by w.mu: times never go back
+
+	// Owned by the writer's worker (see writer.content).
+	out, in utf8Tail // incomplete UTF-8 at the end of the last o and i events
 }
 
 // StartSSH creates the recording file for one SSH channel, writes its
-// header and its sidecar, and returns the Cast to record into. The Cast
-// runs a flusher goroutine until Close: the caller must close it.
+// header and its sidecar, and returns the Cast to record into. The caller
+// must close it: the Recorder's goroutines run while it has a recording
+// open.
 func (r *Recorder) StartSSH(m SSHMeta) (*Cast, error) {
 	if !validID(m.Session) {
 		return nil, fmt.Errorf("recording: session ID %q: use letters, digits, '.', '_' and '-'", m.Session)
@@ -106,11 +110,14 @@ func (r *Recorder) startCast(meta Meta, m SSHMeta, f file) (*Cast, error) {
 		f.Close()
 		return nil, fmt.Errorf("recording: encode %s header: %w", meta.ID, err)
 	}
+	c := &Cast{recordInput: r.recordInput, start: meta.Start}
 	w, err := r.open(meta, f, append(b, '\n'))
 	if err != nil {
 		return nil, err
 	}
-	return &Cast{w: w, recordInput: r.recordInput, start: meta.Start, scratch: make([]byte, 0, 512)}, nil
+	w.encode, w.final = c.encode, c.final
+	c.w = w
+	return c, nil
 }
 
 // castHeader is the header of the cast that meta and m describe.
@@ -146,57 +153,106 @@ func castHeader(meta Meta, m SSHMeta) Header {
 }
 
 // Output records what the target sent to the user (stdout and stderr).
-func (c *Cast) Output(p []byte) { c.data('o', &c.out, p) }
+func (c *Cast) Output(p []byte) { c.record('o', p) }
 
 // Input records what the user typed; it does nothing unless
 // Config.RecordInput is set.
 func (c *Cast) Input(p []byte) {
 	if c.recordInput {
-		c.data('i', &c.in, p)
+		c.record('i', p)
 	}
 }
 
 // Resize records a window change to width columns and height rows.
 func (c *Cast) Resize(width, height int) {
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	if !c.w.writable() {
-		return
-	}
-	b := c.begin('r')
-	b = strconv.AppendInt(b, int64(width), 10)
-	b = append(b, 'x')
-	b = strconv.AppendInt(b, int64(height), 10)
-	c.end(b)
+	var b [48]byte
+	d := strconv.AppendInt(b[:0], int64(width), 10)
+	d = append(d, 'x')
+	d = strconv.AppendInt(d, int64(height), 10)
+	c.record('r', d)
 }
 
-// data records p as an event of type code, carrying an incomplete UTF-8
-// sequence at its end in tail.
-func (c *Cast) data(code byte, tail *utf8Tail, p []byte) {
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	if !c.w.writable() {
+// recordHeader is the size of an event's header in the pending buffer:
+// the code, the elapsed time in nanoseconds and the data's length.
+const recordHeader = 1 + 8 + 4
+
+// record appends one event to the pending buffer, raw: the worker escapes
+// it (encode).
+func (c *Cast) record(code byte, p []byte) {
+	if len(p) == 0 {
 		return
 	}
-	b := c.begin(code)
-	n := len(b)
-	b = tail.appendEscaped(b, p)
-	if len(b) == n {
-		c.scratch = b
-		return // nothing whole to record yet
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.reserve(recordHeader + len(p)) {
+		return
 	}
-	c.end(b)
-}
-
-// begin starts an event in the scratch buffer: `[elapsed, "code", "`.
-// c.w.mu must be held.
-func (c *Cast) begin(code byte) []byte {
-	el := c.w.now().Sub(c.start)
+	el := w.now().Sub(c.start)
 	if el < c.last {
 		el = c.last
 	}
 	c.last = el
-	b := append(c.scratch[:0], '[')
+	w.grow(recordHeader + len(p))
+	w.pending = append(w.pending, code)
+	w.pending = binary.LittleEndian.AppendUint64(w.pending, uint64(el))
+	w.pending = binary.LittleEndian.AppendUint32(w.pending, uint32(len(p)))
+	w.pending = append(w.pending, p...)
+	w.appended()
+}
+
+// encode turns a batch of raw events into asciicast lines in w.content,
+// writing out a frame whenever it is full.
+func (c *Cast) encode(batch []byte) error {
+	w := c.w
+	for len(batch) >= recordHeader {
+		code := batch[0]
+		el := time.Duration(binary.LittleEndian.Uint64(batch[1:]))
+		n := int(binary.LittleEndian.Uint32(batch[9:]))
+		data := batch[recordHeader : recordHeader+n]
+		batch = batch[recordHeader+n:]
+
+		var tail *utf8Tail
+		switch code {
+		case 'o':
+			tail = &c.out
+		case 'i':
+			tail = &c.in
+		}
+		mark := len(w.content)
+		w.content = appendEventStart(w.content, el, code)
+		body := len(w.content)
+		for first := true; len(data) > 0 || first; first = false {
+			step := data[:min(len(data), escapeStep)]
+			data = data[len(step):]
+			if tail == nil {
+				w.content = appendEscaped(w.content, step)
+			} else {
+				w.content = tail.appendEscaped(w.content, step)
+			}
+			if first && len(w.content) == body {
+				w.content = w.content[:mark] // nothing whole to record yet
+				break
+			}
+			if len(data) > 0 {
+				if err := w.spillIfFull(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(w.content) > mark {
+			w.content = append(w.content, "\"]\n"...)
+		}
+		if err := w.spillIfFull(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendEventStart appends the start of an event: `[elapsed, "code", "`.
+func appendEventStart(b []byte, el time.Duration, code byte) []byte {
+	b = append(b, '[')
 	b = strconv.AppendFloat(b, el.Seconds(), 'f', 6, 64)
 	b = append(b, ", \""...)
 	b = append(b, code)
@@ -204,12 +260,20 @@ func (c *Cast) begin(code byte) []byte {
 	return b
 }
 
-// end finishes the event in b, keeps b as the scratch buffer and writes it.
-// c.w.mu must be held.
-func (c *Cast) end(b []byte) {
-	b = append(b, "\"]\n"...)
-	c.scratch = b
-	c.w.write(b)
+// final records what is left of a character split at the end of the last
+// output or input (as U+FFFD), at the time of closing. c.w.mu is held.
+func (c *Cast) final() {
+	el := max(c.w.now().Sub(c.start), c.last)
+	for _, t := range []struct {
+		code byte
+		tail *utf8Tail
+	}{{'o', &c.out}, {'i', &c.in}} {
+		if t.tail.n > 0 {
+			c.w.content = appendEventStart(c.w.content, el, t.code)
+			c.w.content = t.tail.appendInvalid(c.w.content)
+			c.w.content = append(c.w.content, "\"]\n"...)
+		}
+	}
 }
 
 // Close records what is left of a character split at the end of the last
@@ -218,18 +282,7 @@ func (c *Cast) end(b []byte) {
 // metadata, and the first write error if there was one (then State is
 // StateIncomplete). Calling Close again returns the same; writes after
 // Close are dropped.
-func (c *Cast) Close(endReason string) (Meta, error) {
-	return c.w.close(endReason, func() {
-		for _, t := range []struct {
-			code byte
-			tail *utf8Tail
-		}{{'o', &c.out}, {'i', &c.in}} {
-			if t.tail.n > 0 {
-				c.end(t.tail.appendInvalid(c.begin(t.code)))
-			}
-		}
-	})
-}
+func (c *Cast) Close(endReason string) (Meta, error) { return c.w.close(endReason) }
 
 // Err returns the first write error, or nil. After one, the recording
 // drops everything else: the proxy decides whether the session goes on.

@@ -16,8 +16,16 @@ import (
 	"time"
 )
 
+// TestCastGolden records one session with each Compression: the plain
+// content is the golden file either way, and the plain file's sidecar too.
 func TestCastGolden(t *testing.T) {
-	r, clk := newRecorder(t, Config{RecordInput: true})
+	for _, comp := range compressions {
+		t.Run(string(comp), func(t *testing.T) { testCastGolden(t, comp) })
+	}
+}
+
+func testCastGolden(t *testing.T, comp Compression) {
+	r, clk := newRecorder(t, Config{RecordInput: true, Compression: comp})
 	c := startCast(t, r)
 	clk.Advance(500 * time.Millisecond)
 	c.Output([]byte("ubuntu@web-1:~$ "))
@@ -38,12 +46,23 @@ func TestCastGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	b := readFile(t, m.Path)
+	b := readPlain(t, m.Path)
 	checkLines(t, b)
 	golden(t, "ssh.cast", b)
-	golden(t, "ssh.cast.meta.json", readFile(t, m.Path+sidecarSuffix))
-
 	wantPath := filepath.Join(r.dir, "2026", "11", "29", "s1-0.cast")
+	if comp == CompressionNone {
+		golden(t, "ssh.cast.meta.json", readFile(t, m.Path+sidecarSuffix))
+	} else {
+		wantPath += ".zst"
+		raw := readFile(t, m.Path)
+		sum := sha256.Sum256(raw)
+		if !bytes.HasPrefix(raw, zstdMagic) || m.SHA256 != hex.EncodeToString(sum[:]) || m.Bytes != int64(len(raw)) {
+			t.Errorf("got %+v; want a zstd file with sha256 %x of its %d bytes", m, sum, len(raw))
+		}
+		if err := VerifyFile(m); err != nil {
+			t.Errorf("VerifyFile: %v", err)
+		}
+	}
 	if m.Path != wantPath {
 		t.Errorf("path: got %s; want %s", m.Path, wantPath)
 	}
@@ -183,7 +202,8 @@ func TestCastClose(t *testing.T) {
 	}
 
 	// An edited file no longer verifies.
-	edited := bytes.Replace(b, []byte("hello"), []byte("HELLO"), 1)
+	edited := bytes.Clone(b)
+	edited[len(edited)/2] ^= 1
 	if err := os.WriteFile(m.Path, edited, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +290,7 @@ func TestCastConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkLines(t, readFile(t, m.Path))
+	checkLines(t, readPlain(t, m.Path))
 	_, events, truncated := readEvents(t, m.Path)
 	if truncated {
 		t.Error("closed cast reads as truncated")
@@ -348,7 +368,7 @@ func BenchmarkCastOutput(b *testing.B) {
 func TestCastDiskErrors(t *testing.T) {
 	t.Run("recording path is a directory", func(t *testing.T) {
 		r, _ := newRecorder(t, Config{})
-		if err := os.MkdirAll(filepath.Join(r.dir, "2026", "11", "29", "s1-0.cast"), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Join(r.dir, "2026", "11", "29", "s1-0"+r.ext(".cast")), 0o700); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := r.StartSSH(sshMeta()); !errors.Is(err, ErrExists) {
@@ -366,7 +386,7 @@ func TestCastDiskErrors(t *testing.T) {
 	})
 	t.Run("sidecar path is a directory", func(t *testing.T) {
 		r, _ := newRecorder(t, Config{})
-		path := filepath.Join(r.dir, "2026", "11", "29", "s1-0.cast")
+		path := filepath.Join(r.dir, "2026", "11", "29", "s1-0"+r.ext(".cast"))
 		if err := os.MkdirAll(path+sidecarSuffix, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -403,16 +423,25 @@ func TestCastDiskErrors(t *testing.T) {
 			t.Errorf("startCast on /dev/full: got %v; want ENOSPC", err)
 		}
 	})
-	t.Run("disk fills up while recording", func(t *testing.T) {
-		r, _ := newRecorder(t, Config{FlushInterval: time.Millisecond})
+	for _, comp := range compressions {
+		t.Run("disk fills up while recording/"+string(comp), func(t *testing.T) { testDiskFills(t, comp) })
+	}
+}
+
+// testDiskFills records onto a disk that fills up after 300 bytes: the
+// error shows in Err and Close, and the seal covers the bytes the disk took.
+func testDiskFills(t *testing.T, comp Compression) {
+	{
+		r, _ := newRecorder(t, Config{FlushInterval: time.Millisecond, Compression: comp})
 		ff := &failingFile{limit: 300, err: syscall.ENOSPC}
 		meta := Meta{ID: "s1-0", Kind: KindSSH, Session: "s1", Start: t0, State: StateOpen, Path: filepath.Join(r.dir, "s1-0.cast")}
 		c, err := r.startCast(meta, sshMeta(), ff)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for range 100 {
-			c.Output([]byte("some output\r\n"))
+		for i := range 100 {
+			// Hex digests: they do not compress below 300 bytes.
+			c.Output(fmt.Appendf(nil, "%x\r\n", sha256.Sum256([]byte{byte(i)})))
 		}
 		deadline := time.Now().Add(10 * time.Second)
 		for c.Err() == nil && time.Now().Before(deadline) {
@@ -438,5 +467,5 @@ func TestCastDiskErrors(t *testing.T) {
 		if err != nil || side.State != StateIncomplete {
 			t.Errorf("sidecar: got %+v, %v; want state incomplete", side, err)
 		}
-	})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,12 +13,21 @@ import (
 	"unsafe"
 )
 
+// TestCastAsciinemaCat has asciinema read our casts: a plain one as
+// recorded, a compressed one as Open gives it (what `jitproxy recordings
+// export` writes).
 func TestCastAsciinemaCat(t *testing.T) {
 	asciinema, err := exec.LookPath("asciinema")
 	if err != nil {
 		t.Skip("asciinema is not installed (apt-get install asciinema): skipping the check that a real player reads our casts")
 	}
-	r, clk := newRecorder(t, Config{RecordInput: true})
+	for _, comp := range compressions {
+		t.Run(string(comp), func(t *testing.T) { testAsciinemaCat(t, asciinema, comp) })
+	}
+}
+
+func testAsciinemaCat(t *testing.T, asciinema string, comp Compression) {
+	r, clk := newRecorder(t, Config{RecordInput: true, Compression: comp})
 	c := startCast(t, r)
 	writes := []string{"$ ", "echo \"caf\xc3", "\xa9\" \\ \xf0\x9f", "\x98\x80\r\n", "\x1b[1mbold\x1b[0m\ttab\r\n", "bad \xff byte\r\n"}
 	var want strings.Builder
@@ -40,7 +50,14 @@ func TestCastAsciinemaCat(t *testing.T) {
 	}
 	defer ptm.Close()
 	defer pts.Close()
-	cmd := exec.Command(asciinema, "cat", m.Path)
+	path := m.Path
+	if comp != CompressionNone {
+		path = filepath.Join(t.TempDir(), "export.cast")
+		if err := os.WriteFile(path, readPlain(t, m.Path), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(asciinema, "cat", path)
 	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
 	cmd.Stdin = pts
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}

@@ -1,6 +1,9 @@
 package recording
 
-import "unicode/utf8"
+import (
+	"slices"
+	"unicode/utf8"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -13,14 +16,40 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// SWAR constants: a byte repeated in each of a word's 8 bytes.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plain8 reports whether all 8 bytes of x (little-endian) are plain: ASCII
+// from 0x20 to 0x7e and neither '"' nor '\\'. Each test is the exact
+// "has a byte less than n" / "has a zero byte" bit trick: no false answers.
+func plain8(x uint64) bool {
+	ctl := (x - ones*0x20) &^ x // some byte < 0x20 (given none >= 0x80)
+	q := x ^ (ones * '"')       // zero where a byte is '"'
+	bs := x ^ (ones * '\\')     // zero where a byte is '\\'
+	del := x ^ (ones * 0x7f)    // zero where a byte is DEL
+	z := (q-ones)&^q | (bs-ones)&^bs | (del-ones)&^del
+	return (ctl|z|x)&highs == 0
+}
+
 // appendEscaped appends s to dst as the body of a JSON string (without the
 // quotes). Quotes, backslashes and control characters are escaped, as are
 // U+2028 and U+2029 (which break JavaScript) and DEL; valid UTF-8 is kept
 // as is; every byte that is not part of a valid UTF-8 sequence becomes
-// \ufffd. It allocates only when dst must grow.
+// \ufffd. Runs of plain ASCII are found 8 bytes at a time and copied with
+// one append; a run of one control byte (NULs, typically) is expanded by
+// doubling copies. It allocates only when dst must grow.
 func appendEscaped[S ~string | ~[]byte](dst []byte, s S) []byte {
 	start := 0 // s[start:i] is plain text not yet appended
 	for i := 0; i < len(s); {
+		for i+8 <= len(s) && plain8(load8(s[i:])) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		b := s[i]
 		if plain[b] {
 			i++
@@ -42,7 +71,11 @@ func appendEscaped[S ~string | ~[]byte](dst []byte, s S) []byte {
 			case '\f':
 				dst = append(dst, '\\', 'f')
 			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+				n := runLength(s[i:], b)
+				dst = appendRepeated(dst, [6]byte{'\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf]}, n)
+				i += n
+				start = i
+				continue
 			}
 			i++
 			start = i
@@ -64,6 +97,42 @@ func appendEscaped[S ~string | ~[]byte](dst []byte, s S) []byte {
 		start = i
 	}
 	return append(dst, s[start:]...)
+}
+
+// load8 reads the first 8 bytes of s, little-endian.
+func load8[S ~string | ~[]byte](s S) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// runLength returns how many bytes at the start of s are b (at least one:
+// s[0] is b), comparing 8 at a time.
+func runLength[S ~string | ~[]byte](s S, b byte) int {
+	word := ones * uint64(b)
+	i := 0
+	for i+8 <= len(s) && load8(s[i:]) == word {
+		i += 8
+	}
+	for i < len(s) && s[i] == b {
+		i++
+	}
+	return i
+}
+
+// appendRepeated appends n copies of esc to dst, doubling what it has
+// appended with each copy.
+func appendRepeated(dst []byte, esc [6]byte, n int) []byte {
+	total := n * len(esc)
+	at := len(dst)
+	dst = slices.Grow(dst, total)
+	dst = append(dst, esc[:]...)
+	for done := len(esc); done < total; {
+		k := min(done, total-done)
+		dst = append(dst, dst[at:at+k]...)
+		done += k
+	}
+	return dst
 }
 
 // decodeRune is utf8.DecodeRune for a string or a byte slice.

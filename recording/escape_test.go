@@ -1,9 +1,12 @@
 package recording
 
 import (
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // splits returns every way to cut s into two pieces, and into three.
@@ -127,11 +130,96 @@ func TestCastSplitUTF8(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkLines(t, readFile(t, m.Path))
+			checkLines(t, readPlain(t, m.Path))
 			_, events, _ := readEvents(t, m.Path)
 			if got, want := outputText(events), string([]rune(want.String())); got != want {
 				t.Errorf("got %q; want %q", got, want)
 			}
 		})
+	}
+}
+
+// escapeBytewise is appendEscaped as it was before bulk escaping: one
+// table look-up per byte. The bulk version must give the same bytes.
+func escapeBytewise(dst, s []byte) []byte {
+	for i := 0; i < len(s); {
+		b := s[i]
+		switch {
+		case plain[b]:
+			dst = append(dst, b)
+		case b == '"' || b == '\\':
+			dst = append(dst, '\\', b)
+		case b == '\n':
+			dst = append(dst, '\\', 'n')
+		case b == '\r':
+			dst = append(dst, '\\', 'r')
+		case b == '\t':
+			dst = append(dst, '\\', 't')
+		case b == '\b':
+			dst = append(dst, '\\', 'b')
+		case b == '\f':
+			dst = append(dst, '\\', 'f')
+		case b < utf8.RuneSelf:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+		default:
+			r, size := utf8.DecodeRune(s[i:])
+			switch {
+			case r == utf8.RuneError && size == 1:
+				dst = append(dst, `\ufffd`...)
+			case r == '\u2028' || r == '\u2029':
+				dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			default:
+				dst = append(dst, s[i:i+size]...)
+			}
+			i += size
+			continue
+		}
+		i++
+	}
+	return dst
+}
+
+// TestEscapeBulk checks the word-at-a-time and run-doubling paths against
+// the byte-at-a-time escaper, on inputs built to cross every 8-byte
+// boundary with every kind of byte, and on long runs of one control byte.
+func TestEscapeBulk(t *testing.T) {
+	pieces := []string{"a", "plain text ", "\x00", "\x00\x00\x00\x00\x00\x00\x00\x00\x00", "\x01\x01\x01", "\x1f", "\x7f", "\"", "\\",
+		"\r\n", "\t", "\x1b[0m", "é", "😀", "\xff", "\xe2\x80\xa8", "~", " ", "\x80"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := [][]byte{
+		make([]byte, 32<<10),
+		bytes.Repeat([]byte{0x1b}, 1000),
+		append(bytes.Repeat([]byte("x"), 13), make([]byte, 77)...),
+	}
+	for range 2000 {
+		var b []byte
+		for range rng.IntN(30) {
+			b = append(b, pieces[rng.IntN(len(pieces))]...)
+		}
+		inputs = append(inputs, b)
+	}
+	for _, in := range inputs {
+		got := appendEscaped([]byte("prefix"), in)
+		want := escapeBytewise([]byte("prefix"), in)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%q: got %q; want %q", in, got, want)
+		}
+		if !json.Valid(append(append([]byte{'"'}, got[len("prefix"):]...), '"')) {
+			t.Fatalf("%q escapes to invalid JSON", in)
+		}
+	}
+}
+
+// TestPlain8 checks the word test against the table for every byte in
+// every position.
+func TestPlain8(t *testing.T) {
+	for pos := range 8 {
+		for b := range 256 {
+			w := bytes.Repeat([]byte("a"), 8)
+			w[pos] = byte(b)
+			if got, want := plain8(load8(w)), plain[b]; got != want {
+				t.Errorf("byte %#x at %d: got %v; want %v", b, pos, got, want)
+			}
+		}
 	}
 }

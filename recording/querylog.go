@@ -71,11 +71,11 @@ type Statement struct {
 }
 
 // QueryLog records one PostgreSQL session as JSON lines. Log is safe for
-// concurrent use with itself and Close, and does not allocate once the
-// scratch buffer has grown to the largest statement.
+// concurrent use with itself and Close. It encodes the line into the
+// recording's pending buffer, without allocating once that has grown, and
+// returns; the Recorder's workers compress and write it.
 type QueryLog struct {
-	w       *writer
-	scratch []byte // the line being encoded; guarded by w.mu
+	w *writer
 }
 
 // queryLogVersion is the version in every query log header.
@@ -83,8 +83,8 @@ const queryLogVersion = 1
 
 // StartPostgres creates the recording file for one PostgreSQL session,
 // writes its header and its sidecar, and returns the QueryLog to record
-// into. The QueryLog runs a flusher goroutine until Close: the caller must
-// close it.
+// into. The caller must close it: the Recorder's goroutines run while it
+// has a recording open.
 func (r *Recorder) StartPostgres(m PGMeta) (*QueryLog, error) {
 	if !validID(m.Session) {
 		return nil, fmt.Errorf("recording: session ID %q: use letters, digits, '.', '_' and '-'", m.Session)
@@ -135,20 +135,35 @@ func (r *Recorder) startQueryLog(meta Meta, f file) (*QueryLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &QueryLog{w: w, scratch: make([]byte, 0, 1024)}, nil
+	w.encode = w.copyContent
+	return &QueryLog{w: w}, nil
+}
+
+// copyContent is a query log's encode: Log encodes the lines itself.
+func (w *writer) copyContent(batch []byte) error {
+	for len(batch) > 0 {
+		step := batch[:min(len(batch), frameTarget)]
+		batch = batch[len(step):]
+		w.content = append(w.content, step...)
+		if err := w.spillIfFull(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Log records one statement.
 func (q *QueryLog) Log(s Statement) {
 	q.w.mu.Lock()
 	defer q.w.mu.Unlock()
-	if !q.w.writable() {
+	if !q.w.reserve(len(s.SQL) + 256) {
 		return
 	}
+	q.w.grow(len(s.SQL) + 256)
 	if s.Time.IsZero() {
 		s.Time = q.w.now()
 	}
-	b := append(q.scratch[:0], `{"type":"statement","time":"`...)
+	b := append(q.w.pending, `{"type":"statement","time":"`...)
 	b = s.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","kind":"`...)
 	b = appendEscaped(b, s.Kind)
@@ -183,15 +198,15 @@ func (q *QueryLog) Log(s Statement) {
 		b = append(b, '"')
 	}
 	b = append(b, "}\n"...)
-	q.scratch = b
-	q.w.write(b)
+	q.w.pending = b
+	q.w.appended()
 }
 
 // Close flushes, syncs and closes the file, and rewrites the sidecar with
 // the end, endReason, size and SHA-256. It returns the final metadata, and
 // the first write error if there was one (then State is StateIncomplete).
 // Calling Close again returns the same; statements after Close are dropped.
-func (q *QueryLog) Close(endReason string) (Meta, error) { return q.w.close(endReason, nil) }
+func (q *QueryLog) Close(endReason string) (Meta, error) { return q.w.close(endReason) }
 
 // Err returns the first write error, or nil. After one, the log drops
 // everything else: the proxy decides whether the session goes on.

@@ -32,7 +32,13 @@ func statements() []Statement {
 }
 
 func TestQueryLogGolden(t *testing.T) {
-	r, clk := newRecorder(t, Config{})
+	for _, comp := range compressions {
+		t.Run(string(comp), func(t *testing.T) { testQueryLogGolden(t, comp) })
+	}
+}
+
+func testQueryLogGolden(t *testing.T, comp Compression) {
+	r, clk := newRecorder(t, Config{Compression: comp})
 	q, err := r.StartPostgres(pgMeta())
 	if err != nil {
 		t.Fatal(err)
@@ -47,13 +53,19 @@ func TestQueryLogGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := readFile(t, m.Path)
-	checkLines(t, b)
-	golden(t, "postgres.jsonl", b)
-	golden(t, "postgres.jsonl.meta.json", readFile(t, m.Path+sidecarSuffix))
-	if want := filepath.Join(r.dir, "2026", "11", "29", "p7.jsonl"); m.Path != want {
+	plain := readPlain(t, m.Path)
+	checkLines(t, plain)
+	golden(t, "postgres.jsonl", plain)
+	want := filepath.Join(r.dir, "2026", "11", "29", "p7.jsonl")
+	if comp == CompressionNone {
+		golden(t, "postgres.jsonl.meta.json", readFile(t, m.Path+sidecarSuffix))
+	} else {
+		want += ".zst"
+	}
+	if m.Path != want {
 		t.Errorf("path: got %s; want %s", m.Path, want)
 	}
+	b := readFile(t, m.Path)
 	sum := sha256.Sum256(b)
 	if m.SHA256 != hex.EncodeToString(sum[:]) || m.Bytes != int64(len(b)) || m.State != StateClosed {
 		t.Errorf("got %+v; want closed with sha256 %x of %d bytes", m, sum, len(b))
@@ -111,7 +123,7 @@ func TestQueryLogRead(t *testing.T) {
 }
 
 func TestQueryLogTruncated(t *testing.T) {
-	r, _ := newRecorder(t, Config{})
+	r, _ := newRecorder(t, Config{Compression: CompressionNone})
 	q, err := r.StartPostgres(pgMeta())
 	if err != nil {
 		t.Fatal(err)

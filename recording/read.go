@@ -22,22 +22,29 @@ type Event struct {
 	Data string
 }
 
-// ReadCast reads the header of the asciicast v2 file in r and returns it
-// with the sequence of its events, which reads r as it goes (once). If the
-// last line is cut short, as a writer killed mid-write leaves it, the
-// sequence yields every complete event and then ErrTruncated. If the header
-// cannot be read, Header is zero and the sequence yields only that error.
+// ReadCast reads the header of the asciicast v2 file in r, plain or
+// zstd-compressed, and returns it with the sequence of its events, which
+// reads r as it goes (once). If the last line or the last zstd frame is cut
+// short, as a writer killed mid-write leaves it, the sequence yields every
+// complete event and then ErrTruncated. If the header cannot be read,
+// Header is zero and the sequence yields only that error.
 func ReadCast(r io.Reader) (Header, iter.Seq2[Event, error]) {
-	lr := newLineReader(r)
+	lr, err := newLineReader(r)
 	var h Header
-	err := lr.header(&h)
+	if err == nil {
+		err = lr.header(&h)
+	}
 	if err == nil && h.Version != 2 {
 		err = fmt.Errorf("recording: asciicast version %d; want 2", h.Version)
 	}
 	if err != nil {
+		if lr != nil {
+			lr.close()
+		}
 		return Header{}, func(yield func(Event, error) bool) { yield(Event{}, err) }
 	}
 	return h, func(yield func(Event, error) bool) {
+		defer lr.close()
 		for {
 			line, complete, err := lr.next()
 			if errors.Is(err, io.EOF) {
@@ -91,20 +98,27 @@ func parseEvent(line []byte) (Event, error) {
 	return e, nil
 }
 
-// ReadQueryLog reads the header of the query log in r and returns it with
-// the sequence of its statements, which reads r as it goes (once). A last
-// line cut short ends the sequence with ErrTruncated, as in ReadCast.
+// ReadQueryLog reads the header of the query log in r, plain or
+// zstd-compressed, and returns it with the sequence of its statements,
+// which reads r as it goes (once). A last line or zstd frame cut short ends
+// the sequence with ErrTruncated, as in ReadCast.
 func ReadQueryLog(r io.Reader) (QueryLogHeader, iter.Seq2[Statement, error]) {
-	lr := newLineReader(r)
+	lr, err := newLineReader(r)
 	var h QueryLogHeader
-	err := lr.header(&h)
+	if err == nil {
+		err = lr.header(&h)
+	}
 	if err == nil && (h.Type != "header" || h.Version != queryLogVersion) {
 		err = fmt.Errorf("recording: query log header of type %q, version %d; want header, version %d", h.Type, h.Version, queryLogVersion)
 	}
 	if err != nil {
+		if lr != nil {
+			lr.close()
+		}
 		return QueryLogHeader{}, func(yield func(Statement, error) bool) { yield(Statement{}, err) }
 	}
 	return h, func(yield func(Statement, error) bool) {
+		defer lr.close()
 		for {
 			line, complete, err := lr.next()
 			if errors.Is(err, io.EOF) {
@@ -169,13 +183,22 @@ func parseStatement(line []byte) (Statement, error) {
 
 // lineReader reads a recording line by line, however long the lines.
 type lineReader struct {
-	br *bufio.Reader
-	n  int // number of the last line read, from 1
+	src       io.ReadCloser // the plain content (NewReader)
+	br        *bufio.Reader
+	n         int  // number of the last line read, from 1
+	truncated bool // the zstd stream was cut short
 }
 
-func newLineReader(r io.Reader) *lineReader {
-	return &lineReader{br: bufio.NewReaderSize(r, 64<<10)}
+func newLineReader(r io.Reader) (*lineReader, error) {
+	src, err := NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	return &lineReader{src: src, br: bufio.NewReaderSize(src, 64<<10)}, nil
 }
+
+// close releases the decoder, if any.
+func (lr *lineReader) close() { lr.src.Close() }
 
 // header reads the first line into v.
 func (lr *lineReader) header(v any) error {
@@ -193,16 +216,20 @@ func (lr *lineReader) header(v any) error {
 }
 
 // next returns the next non-blank line without its newline, and whether it
-// ended with one; io.EOF at the end.
+// ended with one; io.EOF at the end, or ErrTruncated at the end of a zstd
+// stream cut short.
 func (lr *lineReader) next() (line []byte, complete bool, err error) {
 	for {
 		line, err = lr.br.ReadBytes('\n')
+		if errors.Is(err, ErrTruncated) {
+			lr.truncated, err = true, io.EOF
+		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, false, fmt.Errorf("recording: read: %w", err)
 		}
 		complete = err == nil
 		if len(line) == 0 && !complete {
-			return nil, false, io.EOF
+			return nil, false, lr.end()
 		}
 		lr.n++
 		line = bytes.TrimSpace(line)
@@ -210,7 +237,15 @@ func (lr *lineReader) next() (line []byte, complete bool, err error) {
 			return line, complete, nil
 		}
 		if !complete {
-			return nil, false, io.EOF
+			return nil, false, lr.end()
 		}
 	}
+}
+
+// end is what next returns at the end of the content.
+func (lr *lineReader) end() error {
+	if lr.truncated {
+		return ErrTruncated
+	}
+	return io.EOF
 }

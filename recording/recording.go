@@ -2,6 +2,20 @@
 // SSH, JSON lines for PostgreSQL, each with a metadata record and a SHA-256
 // that the audit trail seals. It does not decide what is recorded or seal
 // anything itself: the proxies call it, and the caller writes the audit rows.
+//
+// Files are stored zstd-compressed by default (ID.cast.zst, ID.jsonl.zst),
+// as concatenated zstd frames, one or more per flush, so a crash leaves the
+// file readable up to its last flush; Config.Compression CompressionNone
+// keeps plain files. The readers (ReadCast, ReadQueryLog, Open) take either.
+// The SHA-256 covers the file's bytes as stored.
+//
+// Recording is off the caller's path: Output, Input, Resize and Log only
+// append to the recording's pending buffer. A small pool of worker
+// goroutines per Recorder escapes, compresses, hashes and writes each
+// recording's batches in order, and one flusher goroutine flushes every
+// recording with unwritten bytes once per FlushInterval. Both run only while
+// the Recorder has a recording open. An idle recording holds no buffer and
+// no goroutine.
 package recording
 
 import (
@@ -12,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
 )
 
@@ -54,9 +69,19 @@ var (
 )
 
 // Defaults for zero Config fields.
+const defaultFlushInterval = time.Second
+
+// Compression says how recording files are stored.
+type Compression string
+
+// The values of Config.Compression.
 const (
-	defaultFlushInterval = time.Second
-	bufferSize           = 32 << 10
+	// CompressionZstd stores each recording as concatenated zstd frames
+	// (ID.cast.zst, ID.jsonl.zst); `zstd -dc FILE` gives the plain file.
+	CompressionZstd Compression = "zstd"
+	// CompressionNone stores plain asciicast and JSON-lines files (ID.cast,
+	// ID.jsonl).
+	CompressionNone Compression = "none"
 )
 
 // Config configures a Recorder.
@@ -67,10 +92,13 @@ type Config struct {
 	// RecordInput records what SSH users type ("i" events). False means
 	// Cast.Input drops it: keystrokes include passwords typed at prompts.
 	RecordInput bool
+	// Compression is how files are stored: CompressionZstd or
+	// CompressionNone. "" means CompressionZstd.
+	Compression Compression
 	// FlushInterval bounds how long a written event may sit in memory before
-	// it reaches the file (each open recording's flusher goroutine flushes
-	// this often), so a crash of the proxy loses at most that much; fsync
-	// happens only at Close. 0 means 1s.
+	// it reaches the file (the Recorder's one flusher goroutine flushes every
+	// recording with unwritten bytes this often), so a crash of the proxy
+	// loses at most that much; fsync happens only at Close. 0 means 1s.
 	FlushInterval time.Duration
 	// Now is the clock for start, end and event times; nil means time.Now.
 	Now func() time.Time
@@ -87,9 +115,12 @@ type Recorder struct {
 	flushEvery  time.Duration
 	now         func() time.Time
 	log         zerolog.Logger
+	compression Compression
+	zenc        *zstd.Encoder // shared by every recording (EncodeAll is safe for concurrent use); nil for CompressionNone
 
-	mu     sync.Mutex          // guards active
+	mu     sync.Mutex          // guards active and pool
 	active map[string]struct{} // sidecar paths of recordings this Recorder has started and not yet closed
+	pool   *pool               // the workers and flusher while a recording is open; nil while none is
 }
 
 // New validates cfg, creates cfg.Dir if needed and returns a Recorder.
@@ -100,6 +131,13 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.FlushInterval < 0 {
 		return nil, errors.New("recording: Config.FlushInterval is negative")
 	}
+	switch cfg.Compression {
+	case "":
+		cfg.Compression = CompressionZstd
+	case CompressionZstd, CompressionNone:
+	default:
+		return nil, fmt.Errorf("recording: Config.Compression %q: use %q or %q", cfg.Compression, CompressionZstd, CompressionNone)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("recording: create %s: %w", cfg.Dir, err)
 	}
@@ -109,7 +147,15 @@ func New(cfg Config) (*Recorder, error) {
 		flushEvery:  cfg.FlushInterval,
 		now:         cfg.Now,
 		log:         cfg.Logger,
+		compression: cfg.Compression,
 		active:      make(map[string]struct{}),
+	}
+	if r.compression == CompressionZstd {
+		enc, err := newEncoder()
+		if err != nil {
+			return nil, err
+		}
+		r.zenc = enc
 	}
 	if r.flushEvery == 0 {
 		r.flushEvery = defaultFlushInterval
@@ -157,8 +203,9 @@ type Meta struct {
 	SHA256 string `json:"sha256,omitempty"`
 	// State is StateOpen, StateClosed or StateIncomplete.
 	State string `json:"state"`
-	// Path is the recording file, DIR/YYYY/MM/DD/ID.cast (or .jsonl), the
-	// date the UTC day of Start. The sidecar, ID.cast.meta.json beside it,
+	// Path is the recording file, DIR/YYYY/MM/DD/ID.cast.zst (or
+	// .jsonl.zst; .cast and .jsonl with CompressionNone), the date the UTC
+	// day of Start. The sidecar, ID.cast.zst.meta.json beside it,
 	// stores only the file name, so the tree can be moved; every Meta this
 	// package returns has the full path.
 	Path string `json:"path"`

@@ -135,6 +135,25 @@ func readEvents(t *testing.T, path string) (h Header, events []Event, truncated 
 	return h, events, truncated
 }
 
+// readPlain returns the plain content of the recording at path, whether
+// it is stored compressed or not.
+func readPlain(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return b
+}
+
+// compressions is every Compression, for tests that run with each.
+var compressions = []Compression{CompressionZstd, CompressionNone}
+
 // outputText is the concatenated data of the output events.
 func outputText(events []Event) string {
 	var b bytes.Buffer
@@ -201,6 +220,9 @@ func TestNewConfig(t *testing.T) {
 		{"ok", Config{Dir: filepath.Join(dir, "rec")}, false},
 		{"no dir", Config{}, true},
 		{"negative flush", Config{Dir: dir, FlushInterval: -time.Second}, true},
+		{"zstd", Config{Dir: filepath.Join(dir, "zstd"), Compression: CompressionZstd}, false},
+		{"none", Config{Dir: filepath.Join(dir, "none"), Compression: CompressionNone}, false},
+		{"unknown compression", Config{Dir: dir, Compression: "gzip"}, true},
 		{"dir is a file", Config{Dir: notDir}, true},
 		{"dir under a file", Config{Dir: filepath.Join(notDir, "rec")}, true},
 	}

@@ -1,7 +1,6 @@
 package recording
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,10 +10,37 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
+)
+
+// Limits on what one recording holds in memory.
+const (
+	// maxPending is how many bytes the callers of one recording may have
+	// appended and no worker has taken yet. Past it, Output and Log wait
+	// (back-pressure): nothing recorded is dropped, nothing grows without
+	// bound. A worker holds at most one more batch of that size.
+	maxPending = 1 << 20
+	// handoff is how much pending makes the caller hand the recording to
+	// a worker at once. Less waits for the flusher's next visit, so a
+	// stream of small writes (a shell's echo) wakes no goroutine per write.
+	handoff = 128 << 10
+	// frameTarget is how much file content (before compression) a worker
+	// gathers before it writes it out as one zstd frame; the flusher and
+	// Close write out what is left.
+	frameTarget = 1 << 20
+	// escapeStep is how many raw bytes are escaped between two checks of
+	// frameTarget, which bounds the content buffer at about frameTarget +
+	// 6*escapeStep.
+	escapeStep = 64 << 10
+	// contentCap bounds the content buffer: a frame's worth, plus what
+	// escaping one step can add (6 bytes for each byte at most), plus an
+	// event's start and end.
+	contentCap = frameTarget + 6*escapeStep + 4<<10
 )
 
 // file is what a recording is written to: the *os.File that create opens,
@@ -41,36 +67,54 @@ func (w *hashingFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// writer is what a Cast and a QueryLog share: the file, its buffer and
-// hash, the flusher, and the sidecar.
+// writer is what a Cast and a QueryLog share: the pending buffer their
+// callers append to, the file with its hash, and the sidecar. A worker of
+// the Recorder's pool turns pending bytes into file content (encode),
+// compresses it and writes it; one worker at a time per writer, so the
+// file keeps the order of the calls.
 type writer struct {
 	rec     *Recorder
+	pool    *pool
 	log     zerolog.Logger
 	now     func() time.Time
 	sidecar string // path of the sidecar file
-
-	stop    chan struct{} // closed by close to end flushLoop
-	flushed chan struct{} // closed when flushLoop has returned
+	zenc    *zstd.Encoder
+	// encode appends the file content for one batch of pending bytes to
+	// w.content, calling w.spill when it may have grown past frameTarget.
+	// It runs on the worker that owns the writer, or in close.
+	encode func(batch []byte) error
+	// final appends what the owner still holds at close (a split UTF-8
+	// tail) to w.content; nil means nothing.
+	final func()
 
 	closeOnce sync.Once
 	closeMeta Meta  // set once by close
 	closeErr  error // set once by close
 
-	// mu guards every field below, and the state of the Cast or QueryLog
-	// that owns the writer (scratch buffers, UTF-8 tails, event times).
-	mu     sync.Mutex
-	hf     *hashingFile
-	bw     *bufio.Writer
-	meta   Meta
-	err    error // the first write, flush or sync error, wrapped
-	closed bool  // set by close: later writes are dropped
-	dirty  bool  // bw holds bytes that have not reached the file
+	// mu guards the fields below, up to the next comment, and the state of
+	// the Cast or QueryLog that the callers touch (event times).
+	mu        sync.Mutex
+	cond      sync.Cond // L is &mu; broadcast when a worker takes or finishes a batch
+	pending   []byte    // appended by the callers, not yet taken by a worker
+	spare     []byte    // the last batch's buffer, for the next swap
+	queued    bool      // in the pool's queue or being worked on: pending has an owner
+	flushWant bool      // the flusher asked for everything to reach the file
+	unflushed bool      // bytes were appended since the flusher last looked
+	meta      Meta
+	err       error // the first write, flush or sync error, wrapped
+	closed    bool  // set by close: later writes are dropped
+
+	// Owned by the worker that dequeued the writer, or by close once no
+	// worker has it (queued false); the flusher touches them only then.
+	hf      *hashingFile
+	content []byte // file content not yet written (before compression)
+	zbuf    []byte // the compressed frame being written
 }
 
 // create makes the directories for m and creates its recording file
 // (mode 0600, never an existing one), setting m.Path.
 func (r *Recorder) create(m *Meta, ext string) (*os.File, error) {
-	path := filepath.Join(r.dir, relPath(m.Start, m.ID, ext))
+	path := filepath.Join(r.dir, relPath(m.Start, m.ID, r.ext(ext)))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("recording: create %s: %w", filepath.Dir(path), err)
 	}
@@ -85,27 +129,25 @@ func (r *Recorder) create(m *Meta, ext string) (*os.File, error) {
 	return f, nil
 }
 
-// open writes header to f and flushes it, writes the sidecar (state open)
-// and starts the flusher. On error it closes f; removing the file is up to
-// the caller, which created it.
+// open writes header to f (one frame of its own), writes the sidecar
+// (state open) and registers the writer with the Recorder's pool. On error
+// it closes f; removing the file is up to the caller, which created it.
+// The caller sets encode (and final) before the first write.
 func (r *Recorder) open(m Meta, f file, header []byte) (*writer, error) {
-	hf := &hashingFile{f: f, h: sha256.New()}
 	w := &writer{
 		rec:     r,
 		log:     r.log.With().Str("recording", m.ID).Str("session", m.Session).Logger(),
 		now:     r.now,
 		sidecar: m.Path + sidecarSuffix,
-		stop:    make(chan struct{}),
-		flushed: make(chan struct{}),
-		hf:      hf,
-		bw:      bufio.NewWriterSize(hf, bufferSize),
+		zenc:    r.zenc,
+		hf:      &hashingFile{f: f, h: sha256.New()},
 		meta:    m,
 	}
-	if _, err := w.bw.Write(header); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("recording: write %s header: %w", m.ID, err)
-	}
-	if err := w.bw.Flush(); err != nil {
+	w.cond.L = &w.mu
+	w.content = header
+	err := w.spill()
+	w.content, w.zbuf = nil, nil
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("recording: write %s header: %w", m.ID, err)
 	}
@@ -118,49 +160,144 @@ func (r *Recorder) open(m Meta, f file, header []byte) (*writer, error) {
 		f.Close()
 		return nil, err
 	}
-	go w.flushLoop(r.flushEvery)
+	r.attach(w)
 	w.log.Debug().Str("path", m.Path).Msg("recording started")
 	return w, nil
-}
-
-// flushLoop flushes the buffer every interval while it holds anything. The
-// writer owns it: close ends it and waits for it.
-func (w *writer) flushLoop(every time.Duration) {
-	defer close(w.flushed)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-t.C:
-			w.mu.Lock()
-			if w.dirty && w.err == nil {
-				w.flushLocked()
-			}
-			w.mu.Unlock()
-		}
-	}
 }
 
 // writable reports whether a write would be kept. w.mu must be held.
 func (w *writer) writable() bool { return !w.closed && w.err == nil }
 
-// write buffers p. w.mu must be held.
-func (w *writer) write(p []byte) {
-	if _, err := w.bw.Write(p); err != nil {
-		w.fail(err)
-		return
+// reserve waits until pending has room for n more bytes, or holds nothing
+// (a single write larger than maxPending goes in whole). It reports whether
+// the write is to be kept. w.mu must be held.
+func (w *writer) reserve(n int) bool {
+	for w.writable() && len(w.pending) > 0 && len(w.pending)+n > maxPending {
+		w.queue()
+		w.cond.Wait()
 	}
-	w.dirty = true
+	return w.writable()
 }
 
-// flushLocked flushes the buffer to the file. w.mu must be held.
-func (w *writer) flushLocked() {
-	if err := w.bw.Flush(); err != nil {
+// appended notes what the caller has just appended to pending, and hands
+// the recording to a worker once pending has reached handoff; smaller
+// amounts wait for the flusher. w.mu must be held.
+func (w *writer) appended() {
+	w.unflushed = true
+	if len(w.pending) >= handoff {
+		w.queue()
+	}
+}
+
+// grow makes room in pending for n more bytes. Small recordings grow as
+// append grows them; one that reaches handoff is a bulk transfer, and gets
+// the whole maxPending at once, so that it allocates nothing after its
+// first two batches (pending and spare take turns).
+func (w *writer) grow(n int) {
+	need := len(w.pending) + n
+	if need <= cap(w.pending) || need < handoff {
+		return
+	}
+	w.pending = slices.Grow(w.pending, max(need, maxPending+escapeStep)-len(w.pending))
+}
+
+// queue puts the writer in its pool's queue unless a worker has it
+// already. w.mu must be held.
+func (w *writer) queue() {
+	if !w.queued {
+		w.queued = true
+		w.pool.enqueue(w)
+	}
+}
+
+// spill writes out the file content gathered so far: compressed as one
+// zstd frame, or as it is. It runs on the writer's owner (see content).
+func (w *writer) spill() error {
+	if len(w.content) == 0 {
+		return nil
+	}
+	out := w.content
+	if w.zenc != nil {
+		if need := w.zenc.MaxEncodedSize(len(w.content)); cap(w.zbuf) < need {
+			if len(w.content) >= frameTarget {
+				need = w.zenc.MaxEncodedSize(contentCap) // once for a bulk transfer
+			}
+			w.zbuf = make([]byte, 0, need)
+		}
+		w.zbuf = w.zenc.EncodeAll(w.content, w.zbuf[:0])
+		out = w.zbuf
+	}
+	w.content = w.content[:0]
+	_, err := w.hf.Write(out)
+	return err
+}
+
+// spillIfFull writes out the content once it has reached frameTarget.
+func (w *writer) spillIfFull() error {
+	if len(w.content) < frameTarget {
+		return nil
+	}
+	return w.spill()
+}
+
+// work handles one batch: it is what a pool worker runs for a writer it
+// dequeued. It takes pending, encodes it, writes out full frames (and
+// everything, if the flusher asked), and queues the writer again if
+// handoff bytes were appended meanwhile.
+func (w *writer) work() {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending, w.spare = w.spare[:0], nil
+	flush := w.flushWant
+	w.flushWant = false
+	failed := w.err != nil
+	w.mu.Unlock()
+	w.cond.Broadcast() // room in pending
+
+	var err error
+	if !failed && len(batch) > 0 {
+		if len(batch) >= handoff && cap(w.content) < contentCap {
+			w.content = slices.Grow(w.content, contentCap-len(w.content))
+		}
+		err = w.encode(batch)
+	}
+	if !failed && err == nil && flush {
+		err = w.spill()
+	}
+
+	w.mu.Lock()
+	w.spare = batch[:0]
+	if err != nil {
 		w.fail(err)
 	}
-	w.dirty = false
+	if w.err != nil {
+		w.pending, w.spare, w.content = nil, nil, nil
+	}
+	if len(w.pending) >= handoff || w.flushWant {
+		w.pool.enqueue(w)
+	} else {
+		w.queued = false
+	}
+	w.mu.Unlock()
+	w.cond.Broadcast() // done with a batch: close and reserve may go on
+}
+
+// tick is the flusher's visit, once per flush interval: a writer that was
+// written since the last visit gets flushed; one that was not, and that no
+// worker holds, gives its buffers back.
+func (w *writer) tick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.closed || w.err != nil:
+	case w.unflushed:
+		w.unflushed = false
+		w.flushWant = true
+		w.queue()
+	case !w.queued && len(w.pending) == 0 && len(w.content) == 0:
+		// Idle for a whole interval: everything is in the file.
+		w.pending, w.spare, w.content, w.zbuf = nil, nil, nil, nil
+	}
 }
 
 // fail remembers the first error; every later write is dropped. w.mu must
@@ -173,7 +310,9 @@ func (w *writer) fail(err error) {
 	w.log.Error().Err(err).Msg("recording write failed; the rest of the session is not recorded")
 }
 
-// Err returns the first write error, or nil.
+// Err returns the first write error, or nil. Writes happen on the
+// Recorder's workers, so an error shows here some time after the call whose
+// bytes failed, at the latest when Close returns.
 func (w *writer) Err() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -187,21 +326,32 @@ func (w *writer) snapshot() Meta {
 	return w.meta
 }
 
-// close ends the flusher, runs final (with w.mu held) to write what the
-// owner still holds, flushes, syncs and closes the file, and rewrites the
-// sidecar. Only the first call does anything; every call returns its result.
-func (w *writer) close(reason string, final func()) (Meta, error) {
+// close stops taking writes, waits for a worker that has the writer to
+// finish its batch, encodes what is still pending, runs final to write
+// what the owner still holds, writes out the rest, syncs and closes the
+// file, and rewrites the sidecar. Only the first call does anything; every
+// call returns its result.
+func (w *writer) close(reason string) (Meta, error) {
 	w.closeOnce.Do(func() {
-		close(w.stop)
-		<-w.flushed
-
 		w.mu.Lock()
-		if final != nil && w.writable() {
-			final()
-		}
 		w.closed = true
+		w.cond.Broadcast() // writers waiting for room: drop their bytes
+		for w.queued {
+			w.cond.Wait()
+		}
+		// No worker has the writer, and none will again: closed writers
+		// are never queued. Its content and file are close's now.
 		if w.err == nil {
-			w.flushLocked()
+			err := w.encode(w.pending)
+			if err == nil && w.final != nil {
+				w.final()
+			}
+			if err == nil {
+				err = w.spill()
+			}
+			if err != nil {
+				w.fail(err)
+			}
 		}
 		if err := w.hf.f.Sync(); err != nil && w.err == nil {
 			w.fail(err)
@@ -219,10 +369,12 @@ func (w *writer) close(reason string, final func()) (Meta, error) {
 			m.State = StateIncomplete
 		}
 		w.meta = m
+		w.pending, w.spare, w.content, w.zbuf = nil, nil, nil, nil
 		writeErr := w.err
 		w.mu.Unlock()
 
 		sideErr := writeSidecar(w.sidecar, m)
+		w.rec.detach(w)
 		w.rec.untrack(w.sidecar)
 		w.closeMeta, w.closeErr = m, errors.Join(writeErr, sideErr)
 		w.log.Debug().Str("state", m.State).Int64("bytes", m.Bytes).Str("end_reason", reason).Msg("recording closed")
