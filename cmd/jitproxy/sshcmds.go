@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -167,12 +168,19 @@ func executable() string {
 
 func newSSHConfigCmd() *cobra.Command {
 	var f clientFlags
+	var relay bool
 	c := &cobra.Command{
 		Use:   "ssh-config",
 		Short: "Print a block for ~/.ssh/config so plain ssh reaches jitproxy targets",
 		Long: `Print a block for ~/.ssh/config: with it, "ssh LOGIN@TARGET" (and scp, sftp,
 rsync, git) reaches every jitproxy SSH target you may request, in one hop
-through the bastion, with your jitproxy certificate and known_hosts.`,
+through the bastion, with your jitproxy certificate and known_hosts.
+
+By default the ProxyCommand only opens the connection and names the target,
+then hands the connected socket to ssh (ProxyUseFdpass yes) and exits, so
+nothing sits between ssh and the bastion. --relay prints the older form, in
+which jitproxy ssh-proxy relays the session's bytes for its whole length
+(for an ssh without ProxyUseFdpass, as on Windows).`,
 		Example: "  jitproxy ssh-config >> ~/.ssh/config",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -198,44 +206,74 @@ through the bastion, with your jitproxy certificate and known_hosts.`,
 				return err
 			}
 			bastion, _, _ := net.SplitHostPort(t.Bastion)
-			fmt.Fprint(cmd.OutOrStdout(), sshConfigBlock(hosts, bastion, executable(), cl.base, h))
+			fmt.Fprint(cmd.OutOrStdout(), sshConfigBlock(hosts, bastion, executable(), cl.base, h, !relay && fdpassDefault))
 			return nil
 		},
 	}
 	f.register(c)
+	c.Flags().BoolVar(&relay, "relay", false, "print the relay form: ssh-proxy copies the session's bytes instead of handing the socket to ssh")
 	return c
 }
 
-func sshConfigBlock(hosts []string, bastion, self, proxy, h string) string {
-	return fmt.Sprintf(`# jitproxy (%[2]s): ssh LOGIN@TARGET goes through the bastion in one hop.
-# Get access with: jitproxy request TARGET --login LOGIN ...; then: jitproxy certs
-Host %[1]s
-    ProxyCommand %[3]q ssh-proxy --proxy %[2]s %%h
-    IdentityFile %[4]s
-    CertificateFile %[5]s
+// fdpassDefault says whether ssh-config and ssh use fd passing unless told
+// otherwise: everywhere OpenSSH has ProxyUseFdpass (since 6.5), that is,
+// everywhere but Windows.
+const fdpassDefault = runtime.GOOS != "windows"
+
+// proxyCommandOptions are the ssh options that take ssh through
+// `jitproxy ssh-proxy`, as ssh_config keywords and values: with fdpass the
+// ProxyCommand hands ssh the connected socket and exits; without it, it
+// relays the session for its whole length.
+func proxyCommandOptions(self, proxy string, fdpass bool) [][2]string {
+	if !fdpass {
+		return [][2]string{{"ProxyCommand", fmt.Sprintf("%q ssh-proxy --proxy %s %%h", self, proxy)}}
+	}
+	return [][2]string{
+		{"ProxyCommand", fmt.Sprintf("%q ssh-proxy --fdpass --proxy %s %%h", self, proxy)},
+		{"ProxyUseFdpass", "yes"},
+	}
+}
+
+// sshConfigBlock is what ssh-config prints: the targets through the
+// ProxyCommand (fd passing or relay), and the bastion itself for ssh -J.
+func sshConfigBlock(hosts []string, bastion, self, proxy, h string, fdpass bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# jitproxy (%s): ssh LOGIN@TARGET goes through the bastion in one hop.\n", proxy)
+	b.WriteString("# Get access with: jitproxy request TARGET --login LOGIN ...; then: jitproxy certs\n")
+	fmt.Fprintf(&b, "Host %s\n", strings.Join(hosts, " "))
+	for _, o := range proxyCommandOptions(self, proxy, fdpass) {
+		fmt.Fprintf(&b, "    %s %s\n", o[0], o[1])
+	}
+	fmt.Fprintf(&b, `    IdentityFile %[1]s
+    CertificateFile %[2]s
     IdentitiesOnly yes
-    UserKnownHostsFile %[6]s
+    UserKnownHostsFile %[3]s
     StrictHostKeyChecking yes
     ForwardAgent no
     ForwardX11 no
-# The bastion itself, for ssh -J PERSON@%[7]s LOGIN@TARGET.
-Host %[7]s
-    IdentityFile %[4]s
-    CertificateFile %[5]s
+# The bastion itself, for ssh -J PERSON@%[4]s LOGIN@TARGET.
+Host %[4]s
+    IdentityFile %[1]s
+    CertificateFile %[2]s
     IdentitiesOnly yes
-    UserKnownHostsFile %[6]s
+    UserKnownHostsFile %[3]s
     StrictHostKeyChecking yes
-`, strings.Join(hosts, " "), proxy, self, filepath.Join(h, sshKeyFile), filepath.Join(h, sshCertFile), filepath.Join(h, knownHostsFile), bastion)
+`, filepath.Join(h, sshKeyFile), filepath.Join(h, sshCertFile), filepath.Join(h, knownHostsFile), bastion)
+	return b.String()
 }
 
 func newSSHProxyCmd() *cobra.Command {
 	var f clientFlags
+	var fdpass, nodelay bool
 	c := &cobra.Command{
 		Use:   "ssh-proxy TARGET",
 		Short: "ProxyCommand for ssh: connect to TARGET through the bastion (used by ssh-config)",
-		Long: `The ProxyCommand that jitproxy ssh-config writes: it connects to the bastion,
-names TARGET before the SSH handshake, and relays standard input and output,
-so ssh's one session terminates at jitproxy. Not meant to be run by hand.`,
+		Long: `The ProxyCommand that jitproxy ssh-config writes: it connects to the bastion
+and names TARGET before the SSH handshake, so ssh's one session terminates
+at jitproxy. With --fdpass (and ProxyUseFdpass yes in ssh's config) it then
+hands the connected socket to ssh and exits; without, it relays standard
+input and output for the whole session. A refusal from the bastion is
+printed as one line, and ssh-proxy exits 255. Not meant to be run by hand.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h, err := home()
@@ -253,12 +291,29 @@ so ssh's one session terminates at jitproxy. Not meant to be run by hand.`,
 			if time.Now().After(st.ValidBefore) {
 				fmt.Fprintf(os.Stderr, "jitproxy: your SSH certificate expired at %s: run jitproxy certs (after jitproxy request if your access ended)\n", st.ValidBefore.Local().Format("15:04"))
 			}
+			if fdpass {
+				if why := fdpassUnavailable(os.Stdout); why != nil {
+					fmt.Fprintf(os.Stderr, "jitproxy: ssh-proxy --fdpass relays instead: %v; add ProxyUseFdpass yes next to the ProxyCommand\n", why)
+					fdpass = false
+				}
+			}
 			d := net.Dialer{Timeout: bastionDial}
 			conn, err := d.DialContext(cmd.Context(), "tcp", st.Bastion)
 			if err != nil {
 				return fmt.Errorf("cannot reach the jitproxy bastion at %s: %w", st.Bastion, err)
 			}
-			err = sshproxy.ProxyCommand(cmd.Context(), conn, args[0], os.Stdin, os.Stdout)
+			tc := conn.(*net.TCPConn)
+			// Go sets TCP_NODELAY on every TCP socket; OpenSSH sets it only
+			// on sockets it opens itself, so the handed-over socket keeps ours.
+			if err := tc.SetNoDelay(nodelay); err != nil {
+				conn.Close()
+				return fmt.Errorf("set TCP_NODELAY on the bastion connection: %w", err)
+			}
+			if fdpass {
+				err = passBastionConn(cmd.Context(), tc, args[0], os.Stdout, bannerTimeout)
+			} else {
+				err = sshproxy.ProxyCommand(cmd.Context(), conn, args[0], os.Stdin, os.Stdout)
+			}
 			var refused *sshproxy.RefusedError
 			if errors.As(err, &refused) {
 				return &exitError{code: 255, msg: strings.TrimPrefix(refused.Reason, "jitproxy: ")}
@@ -270,6 +325,8 @@ so ssh's one session terminates at jitproxy. Not meant to be run by hand.`,
 		},
 	}
 	f.register(c)
+	c.Flags().BoolVar(&fdpass, "fdpass", false, "hand the connected socket to ssh and exit (needs ProxyUseFdpass yes; relays if standard output is not a Unix socket)")
+	c.Flags().BoolVar(&nodelay, "tcp-nodelay", true, "set TCP_NODELAY on the bastion connection (false only to measure its effect)")
 	return c
 }
 
@@ -280,13 +337,17 @@ func newSSHCmd() *cobra.Command {
 		Short: "Refresh your certificate and run OpenSSH to a target through jitproxy",
 		Long: `Refresh your SSH certificate, then run OpenSSH's ssh with the options that
 take it through the jitproxy bastion (the same as jitproxy ssh-config
-writes). Everything after jitproxy's own flags goes to ssh as is.`,
+writes: fd passing, or with --relay the relaying ProxyCommand). Everything
+after jitproxy's own flags (--proxy URL, --relay) goes to ssh as is.`,
 		Example:            "  jitproxy ssh ubuntu@web-1\n  jitproxy ssh ubuntu@web-1 -- uptime",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Our own flags (--proxy) come first; the rest is ssh's.
-			for len(args) > 0 && strings.HasPrefix(args[0], "--proxy") {
-				if v, ok := strings.CutPrefix(args[0], "--proxy="); ok {
+			// Our own flags (--proxy, --relay) come first; the rest is ssh's.
+			fdpass := fdpassDefault
+			for len(args) > 0 && (strings.HasPrefix(args[0], "--proxy") || args[0] == "--relay") {
+				if args[0] == "--relay" {
+					fdpass, args = false, args[1:]
+				} else if v, ok := strings.CutPrefix(args[0], "--proxy="); ok {
 					f.proxy, args = v, args[1:]
 				} else if len(args) > 1 {
 					f.proxy, args = args[1], args[2:]
@@ -315,14 +376,18 @@ writes). Everything after jitproxy's own flags goes to ssh as is.`,
 			if err != nil {
 				return fmt.Errorf("OpenSSH's ssh is not installed: %w", err)
 			}
-			argv := append([]string{"ssh",
-				"-o", "ProxyCommand=" + fmt.Sprintf("%q ssh-proxy --proxy %s %%h", executable(), cl.base),
-				"-o", "IdentityFile=" + filepath.Join(h, sshKeyFile),
-				"-o", "CertificateFile=" + filepath.Join(h, sshCertFile),
+			argv := []string{"ssh"}
+			for _, o := range proxyCommandOptions(executable(), cl.base, fdpass) {
+				argv = append(argv, "-o", o[0]+"="+o[1])
+			}
+			argv = append(argv,
+				"-o", "IdentityFile="+filepath.Join(h, sshKeyFile),
+				"-o", "CertificateFile="+filepath.Join(h, sshCertFile),
 				"-o", "IdentitiesOnly=yes",
-				"-o", "UserKnownHostsFile=" + filepath.Join(h, knownHostsFile),
+				"-o", "UserKnownHostsFile="+filepath.Join(h, knownHostsFile),
 				"-o", "StrictHostKeyChecking=yes",
-			}, args...)
+			)
+			argv = append(argv, args...)
 			return syscall.Exec(sshBin, argv, os.Environ())
 		},
 	}
