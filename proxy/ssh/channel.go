@@ -30,9 +30,15 @@ type channel struct {
 	upstream gossh.Channel
 
 	// claimed is set by whoever closes the client's side first: finish
-	// when the target's side is done, sayGoodbye (a cut, a refused
-	// recording) or abort.
+	// when the target's side is done, goodbye (a cut, a refused
+	// recording) or abort; under closeMu, which is held until the
+	// closing packets are written, so that a cut that finds the channel
+	// claimed can wait for them before it shuts the connection down.
 	claimed atomic.Bool
+	closeMu sync.Mutex
+	// bye is the goodbye line the client was sent, for the recording;
+	// set before claimed by goodbye.
+	bye atomic.Pointer[string]
 	// tee is the recording that output, input and resizes go to; nil
 	// before the shell, exec or subsystem request, and for subsystems.
 	tee atomic.Pointer[recording.Cast]
@@ -64,16 +70,15 @@ type channel struct {
 // maxEnv caps the env requests a channel keeps for its recording.
 const maxEnv = 64
 
-// run relays the channel until both sides are done. It owns five
-// goroutines: the input copier, the stdout and stderr copiers, and the two
-// request loops; it returns when all have.
+// run relays the channel until both sides are done. It copies stdout
+// itself, and owns four more goroutines: the input copier, the stderr
+// copier, and the two request loops; it returns when all have.
 func (ch *channel) run(creqs, ureqs <-chan *gossh.Request) {
 	outc := make(chan error, 2) // the output copiers', so neither blocks on send
 	inc := make(chan error, 1)  // the input copier's
 	creqsDone := make(chan struct{})
 	ureqsDone := make(chan struct{})
 	go ch.copyInput(inc)
-	go ch.copyOutput(outc, ch.client, ch.upstream)
 	go ch.copyOutput(outc, stderrWriter{ch}, ch.upstream.Stderr())
 	go func() {
 		defer close(creqsDone)
@@ -87,6 +92,7 @@ func (ch *channel) run(creqs, ureqs <-chan *gossh.Request) {
 	// The target's side ends first in the normal course: output drained,
 	// exit status sent, channel closed. Then the client hears the exit
 	// status after the last byte of output, and the channel closes.
+	ch.copyOutput(outc, ch.client, ch.upstream)
 	for range 2 {
 		if err := <-outc; err != nil {
 			ch.abort(err)
@@ -94,6 +100,11 @@ func (ch *channel) run(creqs, ureqs <-chan *gossh.Request) {
 	}
 	<-ureqsDone
 	ch.finish()
+	if line := ch.bye.Load(); line != nil {
+		if c := ch.tee.Load(); c != nil {
+			c.Output([]byte(*line)) // after the last output relayed
+		}
+	}
 	if err := <-inc; err != nil {
 		ch.log.Debug().Err(err).Msg("input copier")
 	}
@@ -108,10 +119,11 @@ func (ch *channel) run(creqs, ureqs <-chan *gossh.Request) {
 // side is closing, which run handles: it is not an error of the relay.
 func (ch *channel) copyInput(errc chan<- error) {
 	<-ch.started
-	buf := ch.ss.srv.getBuf()
-	defer ch.ss.srv.putBuf(buf)
+	b := relayBuf{srv: ch.ss.srv}
+	defer b.release()
 	for {
-		n, err := ch.client.Read(buf[:])
+		buf := b.buf()
+		n, err := ch.client.Read(buf)
 		if n > 0 {
 			if c := ch.tee.Load(); c != nil {
 				c.Input(buf[:n])
@@ -122,6 +134,7 @@ func (ch *channel) copyInput(errc chan<- error) {
 			}
 			ch.ss.bytesUp.Add(int64(n))
 		}
+		b.adapt(n)
 		if err != nil {
 			ch.upstream.CloseWrite()
 			if errors.Is(err, io.EOF) {
@@ -140,14 +153,16 @@ func (ch *channel) markStarted() { ch.startOnce.Do(func() { close(ch.started) })
 // recording it. An error writing to the client ends the channel.
 //
 // Small writes coalesce on their own: a channel read returns everything
-// the target has sent so far, up to the 32 KiB buffer, so a burst of small
-// packets leaves as one write (one SSH packet, one recording event), and a
-// lone keystroke echo leaves at once.
+// the target has sent so far, up to the buffer (32 KiB once a read has
+// filled the 2 KiB one, see relayBuf), so a burst of small packets leaves
+// as one write (one SSH packet, one recording event), and a lone
+// keystroke echo leaves at once.
 func (ch *channel) copyOutput(errc chan<- error, dst io.Writer, src io.Reader) {
-	buf := ch.ss.srv.getBuf()
-	defer ch.ss.srv.putBuf(buf)
+	b := relayBuf{srv: ch.ss.srv}
+	defer b.release()
 	for {
-		n, err := src.Read(buf[:])
+		buf := b.buf()
+		n, err := src.Read(buf)
 		if n > 0 {
 			if c := ch.tee.Load(); c != nil {
 				c.Output(buf[:n])
@@ -158,6 +173,7 @@ func (ch *channel) copyOutput(errc chan<- error, dst io.Writer, src io.Reader) {
 			}
 			ch.ss.bytesDown.Add(int64(n))
 		}
+		b.adapt(n)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = nil
@@ -192,19 +208,23 @@ func (ch *channel) interactive() bool {
 func (ch *channel) abort(err error) {
 	ch.log.Debug().Err(err).Msg("relay error")
 	ch.setEnd("relay error")
+	ch.closeMu.Lock()
+	defer ch.closeMu.Unlock()
 	ch.claimed.Store(true)
 	ch.client.Close()
 	ch.upstream.Close()
 }
 
 // finish closes the client's side once the target's is done: with the
-// target's exit status after the last output, or, if the session was cut,
-// with the cut's line.
+// target's exit status after the last output, or, if the session was cut
+// (and the cut did not say goodbye already), with the cut's line.
 func (ch *channel) finish() {
 	if cause := ch.ss.cutError(); cause != nil {
-		ch.sayGoodbye(cause)
+		ch.goodbye(cause)
 		return
 	}
+	ch.closeMu.Lock()
+	defer ch.closeMu.Unlock()
 	if !ch.claimed.CompareAndSwap(false, true) {
 		return
 	}
@@ -220,23 +240,29 @@ func (ch *channel) finish() {
 	ch.client.Close()
 }
 
-// sayGoodbye ends the channel for the reason err: its line on the
-// person's stderr (and in the recording), exit status 255, then close.
-// ssh prints the line and exits 255.
-func (ch *channel) sayGoodbye(err error) {
-	if !ch.claimed.CompareAndSwap(false, true) {
+// goodbye ends the client's side of the channel for the reason err: its
+// line on the person's stderr, exit status 255, then close (which implies
+// EOF: no CloseWrite, which would race with the stdout copier's writes).
+// ssh prints the line and exits 255. It writes three packets and waits
+// for nothing else, so a cut can call it; run puts the line in the
+// recording after the last output, and closes the target's side. If
+// another close is being written, it returns when that one is.
+func (ch *channel) goodbye(err error) {
+	ch.closeMu.Lock()
+	defer ch.closeMu.Unlock()
+	if ch.claimed.Load() {
 		return
 	}
 	line := "\r\n" + userLine(err) + "\r\n"
 	ch.setEnd(err.Error())
-	if c := ch.tee.Load(); c != nil {
-		c.Output([]byte(line))
+	ch.bye.Store(&line) // before claimed: whoever sees claimed sees the line
+	if !ch.claimed.CompareAndSwap(false, true) {
+		ch.bye.CompareAndSwap(&line, nil)
+		return
 	}
 	ch.writeStderr([]byte(line))
 	ch.client.SendRequest("exit-status", false, gossh.Marshal(exitStatus{255}))
-	ch.client.CloseWrite()
 	ch.client.Close()
-	ch.upstream.Close()
 }
 
 // endLabel is how a channel ended when the target sent no exit status.

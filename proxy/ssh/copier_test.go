@@ -24,7 +24,9 @@ func (c *chunks) Read(b []byte) (int, error) {
 }
 
 // TestCopierDoesNotAllocate copies output through a channel's copier, with
-// and without a recording: once warm, a write allocates nothing.
+// and without a recording: once warm, a write allocates nothing. A copier
+// allocates its small buffer once (see relayBuf), and under the race
+// detector a sync.Pool may drop the big one; so at most two a run.
 func TestCopierDoesNotAllocate(t *testing.T) {
 	rec, err := recording.New(recording.Config{Dir: filepath.Join(t.TempDir(), "rec")})
 	if err != nil {
@@ -55,8 +57,8 @@ func TestCopierDoesNotAllocate(t *testing.T) {
 				}
 			}
 			run() // warm the buffer pool and the recording's scratch buffer
-			if got := testing.AllocsPerRun(20, run); got > 0 {
-				t.Errorf("%v allocations to copy 64 writes; want 0", got)
+			if got := testing.AllocsPerRun(20, run); got > 2 {
+				t.Errorf("%v allocations to copy 64 writes; want at most 2 (none per write)", got)
 			}
 		})
 	}

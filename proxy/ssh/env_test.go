@@ -25,6 +25,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/jitproxy/jitproxy/amendment"
+	"github.com/jitproxy/jitproxy/audit"
 	"github.com/jitproxy/jitproxy/certs"
 	"github.com/jitproxy/jitproxy/recording"
 	"github.com/jitproxy/jitproxy/session"
@@ -41,6 +42,9 @@ const (
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(proxyEnv); addr != "" && len(os.Args) == 2 {
 		os.Exit(proxyMain(addr, os.Args[1]))
+	}
+	if spec := os.Getenv(swarmEnv); spec != "" {
+		os.Exit(swarmMain(spec))
 	}
 	os.Exit(m.Run())
 }
@@ -176,6 +180,7 @@ type envOptions struct {
 	configure        func(*Config)
 	quiet            bool            // log nothing (benchmarks)
 	warnings         []time.Duration // the registry's; nil means its default
+	storeAudit       bool            // audit rows also go to the SQLite store, as in cmd/jitproxy
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
@@ -236,6 +241,20 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		HandshakeTimeout:     opts.handshakeTimeout,
 		MaxSessionsPerPerson: opts.maxSessions,
 		Logger:               log,
+	}
+	if opts.storeAudit {
+		cfg.Audit = func(ctx context.Context, typ, actor string, fields map[string]any) {
+			e.audit.add(ctx, typ, actor, fields)
+			ev, err := audit.NewEvent(time.Now(), typ, actor, fields)
+			if err == nil {
+				ev.Session, _ = fields["session"].(string)
+				ev.Amendment, _ = fields["amendment"].(string)
+				_, err = e.store.AppendAudit(ctx, ev)
+			}
+			if err != nil {
+				t.Errorf("audit %s: %v", typ, err)
+			}
+		}
 	}
 	if opts.configure != nil {
 		opts.configure(&cfg)
@@ -389,6 +408,7 @@ func startSSHD(t testing.TB, dir string, trustedCAs []byte) *sshd {
 			"Subsystem sftp internal-sftp",
 			"AcceptEnv LANG LC_*",
 			"LogLevel VERBOSE",
+			"MaxStartups 4000",
 			"",
 		}, "\n")), 0o644)
 		log := &syncBuffer{}

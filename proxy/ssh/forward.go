@@ -63,10 +63,11 @@ func (p pipe) run(ab, ba *atomic.Int64) {
 
 // copy copies src to dst, then half-closes dst.
 func (p pipe) copy(errc chan<- error, dst, src gossh.Channel, n *atomic.Int64) {
-	buf := p.srv.getBuf()
-	defer p.srv.putBuf(buf)
+	b := relayBuf{srv: p.srv}
+	defer b.release()
 	for {
-		m, err := src.Read(buf[:])
+		buf := b.buf()
+		m, err := src.Read(buf)
 		if m > 0 {
 			if _, werr := dst.Write(buf[:m]); werr != nil {
 				errc <- werr
@@ -74,6 +75,7 @@ func (p pipe) copy(errc chan<- error, dst, src gossh.Channel, n *atomic.Int64) {
 			}
 			n.Add(int64(m))
 		}
+		b.adapt(m)
 		if err != nil {
 			dst.CloseWrite()
 			if errors.Is(err, io.EOF) {

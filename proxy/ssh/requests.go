@@ -85,7 +85,8 @@ func (ch *channel) clientRequests(reqs <-chan *gossh.Request) {
 				// with the line.
 				req.Reply(true, nil)
 				ch.markStarted()
-				ch.sayGoodbye(err)
+				ch.goodbye(err)
+				ch.upstream.Close()
 				continue
 			}
 		case "auth-agent-req@openssh.com":

@@ -29,8 +29,14 @@ import (
 // cutGrace is how long a cut session's client connection stays open after
 // the cut, so that the line saying why reaches the person before the
 // socket closes. The client normally hangs up first; the upstream
-// connection is closed at once.
+// connection is shut down at once.
 const cutGrace = time.Second
+
+// goodbyeWait is how long a cut waits for its goodbye to be written
+// before it returns without: long enough for a client that reads (a few
+// µs of work), short enough that a client that has stopped reading does
+// not hold up the registry's loop over the other sessions.
+const goodbyeWait = time.Millisecond
 
 // Server is the SSH bastion. Serve it on any number of listeners; Shutdown
 // ends it.
@@ -43,8 +49,9 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	// bufs holds relay buffers (*[bufSize]byte), so a copier allocates
-	// nothing per write and an idle channel holds none.
+	// bufs holds the big relay buffers (*[bufSize]byte) that copiers take
+	// while their reads are large (see relayBuf), so a copier allocates
+	// nothing per write and an idle one holds none.
 	bufs sync.Pool
 
 	// wg counts the connection goroutines Serve starts; each waits for

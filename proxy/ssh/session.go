@@ -44,12 +44,16 @@ type sshSession struct {
 	upChans       <-chan gossh.NewChannel
 	upReqs        <-chan *gossh.Request
 
+	// upConn is the TCP connection under upstream, which a cut shuts
+	// down; set with upstream.
+	upConn net.Conn
+
 	// wg counts the session's goroutines; serve waits for it.
 	wg sync.WaitGroup
 
 	bytesUp, bytesDown atomic.Int64 // relayed to the target, and to the client
 
-	// mu guards upstream and client (each set once, by dial and serve,
+	// mu guards upstream, upConn and client (each set once, by dial and serve,
 	// before the goroutines that read them start; cut may read them
 	// earlier), channels, nextChannel, cutCause, closing, ended and
 	// noMoreSessions.
@@ -82,20 +86,30 @@ func (ss *sshSession) serve(sc *gossh.ServerConn, chans <-chan gossh.NewChannel,
 		"remote": ss.in.remote.String(), "path": ss.in.path, "expires_at": ss.amend.ExpiresAt,
 	}))
 
-	ss.wg.Go(func() { ss.globalRequests(reqs) })
 	if up != nil {
-		ss.wg.Go(func() { gossh.DiscardRequests(ss.upReqs) })
-		ss.wg.Go(func() { ss.upstreamChannels(ss.upChans) })
-		ss.wg.Go(func() {
-			err := up.Wait()
-			// The target hung up (or a cut closed it): the channels end
-			// on their own; the client gets a moment to hear about it.
-			ss.cancel(fmt.Errorf("%w: %v", errUpstreamClosed, err))
-			ss.closeSoon()
-		})
+		ss.wg.Go(func() { ss.upstreamLoop(up) })
 	}
-	for nc := range chans {
-		ss.wg.Go(func() { ss.openChannel(nc) })
+	// The client's channel opens and global requests, in one loop: a
+	// channel is served by a goroutine of its own, a global request
+	// answered here.
+	for chans != nil || reqs != nil {
+		select {
+		case nc, ok := <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
+			ss.wg.Go(func() { ss.openChannel(nc) })
+		case req, ok := <-reqs:
+			if !ok {
+				reqs = nil
+				continue
+			}
+			ss.globalRequest(req)
+		}
+		if chans == nil {
+			break // the client's connection is gone
+		}
 	}
 	ss.cancel(errClientClosed)
 	if up != nil {
@@ -131,6 +145,10 @@ func (ss *sshSession) end() {
 	why := context.Cause(ss.ctx)
 	if cut != nil {
 		why = cut
+		// Written here, not by the cut, which must not wait for the disk;
+		// it lands before session.end.
+		ss.log.Info().Str("cause", cut.Error()).Msg("session cut")
+		s.audit(ss.ctx, "session.cut", amendment.SystemActor, ss.auditFields(map[string]any{"cause": cut.Error()}))
 	}
 	reason := why.Error()
 	ss.done(reason)
@@ -160,34 +178,81 @@ func (ss *sshSession) auditFields(f map[string]any) map[string]any {
 }
 
 // cut ends the session because its amendment ended (or the bastion is
-// shutting down), and returns at once: the registry calls it, and measures
-// it. The target's connection closes now; each open session channel
-// writes cause as one line on the person's stderr, then exit status 255,
-// as its relay winds down; the client's connection closes when the client
-// hangs up, or cutGrace later.
+// shutting down), and returns in microseconds: the registry calls it in a
+// loop over every session of the amendment, and measures it. It waits for
+// no reader, no disk and no client:
+//
+//  1. The target's connection is shut down (shutdown(2), both ways): the
+//     target gets FIN now, and nothing more the person sends reaches it.
+//  2. Each open session channel gets its goodbye, corked into one TCP
+//     segment: the cause as one line on the person's stderr, exit status
+//     255, and the channel's close. ssh prints the line and exits 255.
+//  3. The client's connection is shut down for writing: FIN after the
+//     goodbye, so its bytes are delivered, not lost to a reset.
+//
+// Steps 2 and 3 run in a goroutine of the session's (see sayGoodbye),
+// which the cut waits for up to goodbyeWait; that takes a few µs, since
+// the goroutine runs next on the cut's own P and only writes to a socket.
+// A client that stopped reading (its window or socket buffer full) cannot
+// take its goodbye at once: the cut returns without it, and that client
+// alone waits (at most cutGrace, then its connection is closed).
+//
+// "Socket closed", in the cut-latency histogram, is therefore the moment
+// both connections are shut down, the goodbye queued ahead of the
+// client's FIN. The descriptors are closed, and the log line, the
+// recordings and the audit rows written, by the session's own goroutines
+// as they wind down: the client's connection when the client hangs up, or
+// cutGrace after the cut.
 func (ss *sshSession) cut(cause error) {
-	ss.cancel(cause)
 	ss.mu.Lock()
 	if ss.cutCause != nil {
 		ss.mu.Unlock()
 		return
 	}
 	ss.cutCause = cause
-	up := ss.upstream
+	upConn, client := ss.upConn, ss.client
+	chs := make([]*channel, 0, len(ss.channels))
+	for ch := range ss.channels {
+		chs = append(chs, ch)
+	}
 	ss.mu.Unlock()
-	if up != nil {
-		up.Close()
+	ss.cancel(cause)
+	if upConn != nil {
+		shutdown(upConn, shutReadWrite)
+	}
+	if client == nil {
+		// Still in the handshake: the login's refusal says why (start
+		// checks for the cut), and serve does not start.
+		return
 	}
 	ss.closeSoon()
-	ss.log.Info().Str("cause", cause.Error()).Msg("session cut")
-	// The audit row is a durable write: not on the registry's clock. It
-	// lands before session.end, which waits for the session's goroutines.
-	row := func() {
-		ss.srv.audit(ss.ctx, "session.cut", amendment.SystemActor, ss.auditFields(map[string]any{"cause": cause.Error()}))
+	said := make(chan struct{})
+	if !ss.goSession(func() {
+		defer close(said)
+		ss.sayGoodbye(chs, cause)
+	}) {
+		return // the session has ended
 	}
-	if !ss.goSession(row) {
-		row()
+	t := time.NewTimer(goodbyeWait)
+	select {
+	case <-said:
+	case <-t.C:
 	}
+	t.Stop()
+}
+
+// sayGoodbye writes the cut's goodbye on each of chs, corked into one TCP
+// segment, then shuts the client's connection down for writing (which
+// sends the segment, then FIN).
+func (ss *sshSession) sayGoodbye(chs []*channel, cause error) {
+	if len(chs) > 0 {
+		uncork := cork(ss.conn)
+		for _, ch := range chs {
+			ch.goodbye(cause)
+		}
+		uncork()
+	}
+	shutdown(ss.conn, shutWrite)
 }
 
 // cutError returns why the session was cut, or nil.
@@ -236,31 +301,29 @@ func (ss *sshSession) warn(message string) {
 	}
 }
 
-// globalRequests answers the client's global requests: port forwarding
-// ones go upstream when the amendment allows it; keepalives and the rest
-// get a polite no.
-func (ss *sshSession) globalRequests(reqs <-chan *gossh.Request) {
-	for req := range reqs {
-		switch req.Type {
-		case "tcpip-forward", "cancel-tcpip-forward", "streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
-			if err := ss.mayForward(); err != nil {
-				ss.log.Info().Str("request", req.Type).Str("reason", reasonOf(err)).Msg("remote forwarding refused")
-				req.Reply(false, nil)
-				continue
-			}
-			ok, payload, err := ss.upstream.SendRequest(req.Type, req.WantReply, req.Payload)
-			if err != nil {
-				ok = false
-			}
-			req.Reply(ok, payload)
-		case "no-more-sessions@openssh.com":
-			ss.mu.Lock()
-			ss.noMoreSessions = true
-			ss.mu.Unlock()
-			req.Reply(true, nil)
-		default: // keepalive@openssh.com, hostkeys-prove-00@openssh.com, ...
+// globalRequest answers one of the client's global requests: port
+// forwarding ones go upstream when the amendment allows it; keepalives
+// and the rest get a polite no.
+func (ss *sshSession) globalRequest(req *gossh.Request) {
+	switch req.Type {
+	case "tcpip-forward", "cancel-tcpip-forward", "streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
+		if err := ss.mayForward(); err != nil {
+			ss.log.Info().Str("request", req.Type).Str("reason", reasonOf(err)).Msg("remote forwarding refused")
 			req.Reply(false, nil)
+			return
 		}
+		ok, payload, err := ss.upstream.SendRequest(req.Type, req.WantReply, req.Payload)
+		if err != nil {
+			ok = false
+		}
+		req.Reply(ok, payload)
+	case "no-more-sessions@openssh.com":
+		ss.mu.Lock()
+		ss.noMoreSessions = true
+		ss.mu.Unlock()
+		req.Reply(true, nil)
+	default: // keepalive@openssh.com, hostkeys-prove-00@openssh.com, ...
+		req.Reply(false, nil)
 	}
 }
 
@@ -328,21 +391,50 @@ func (ss *sshSession) refuseChannel(nc gossh.NewChannel, err error) {
 	nc.Reject(gossh.Prohibited, line)
 }
 
-// upstreamChannels serves the channels the target opens: remote forwards
-// (ssh -R) when the amendment allows them; agent and X11 channels never
-// (the bastion refuses to ask for them in the first place).
-func (ss *sshSession) upstreamChannels(chans <-chan gossh.NewChannel) {
-	for nc := range chans {
-		switch nc.ChannelType() {
-		case "forwarded-tcpip", "forwarded-streamlocal@openssh.com":
-			if err := ss.mayForward(); err != nil {
-				ss.refuseChannel(nc, err)
+// upstreamLoop serves the target's side of the session until the target
+// hangs up (or a cut shuts its connection): its global requests get a no,
+// and its channel opens are served as remote forwards (ssh -R) when the
+// amendment allows them; agent and X11 channels never (the bastion
+// refuses to ask for them in the first place). One goroutine does what
+// x/crypto's DiscardRequests, a channel loop and a Wait would do in three.
+func (ss *sshSession) upstreamLoop(up gossh.Conn) {
+	chans, reqs := ss.upChans, ss.upReqs
+	for chans != nil || reqs != nil {
+		select {
+		case nc, ok := <-chans:
+			if !ok {
+				chans = nil
 				continue
 			}
-			ss.wg.Go(func() { ss.forward(nc, ss.client.OpenChannel, "remote forward") })
-		default:
-			ss.refuseChannel(nc, refuse("channel type", "%s channels are not relayed", nc.ChannelType()))
+			ss.upstreamChannel(nc)
+		case req, ok := <-reqs:
+			if !ok {
+				reqs = nil
+				continue
+			}
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
 		}
+	}
+	err := up.Wait()
+	// The target hung up (or a cut shut it): the channels end on their
+	// own; the client gets a moment to hear about it.
+	ss.cancel(fmt.Errorf("%w: %v", errUpstreamClosed, err))
+	ss.closeSoon()
+}
+
+// upstreamChannel serves one channel the target opens.
+func (ss *sshSession) upstreamChannel(nc gossh.NewChannel) {
+	switch nc.ChannelType() {
+	case "forwarded-tcpip", "forwarded-streamlocal@openssh.com":
+		if err := ss.mayForward(); err != nil {
+			ss.refuseChannel(nc, err)
+			return
+		}
+		ss.wg.Go(func() { ss.forward(nc, ss.client.OpenChannel, "remote forward") })
+	default:
+		ss.refuseChannel(nc, refuse("channel type", "%s channels are not relayed", nc.ChannelType()))
 	}
 }
 

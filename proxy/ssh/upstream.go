@@ -60,7 +60,7 @@ func (ss *sshSession) dial(ctx context.Context) error {
 		return refuse("upstream handshake", "the SSH handshake with %s failed; try again, and tell the target's owner if it lasts", t.Name)
 	}
 	ss.mu.Lock()
-	ss.upstream = conn
+	ss.upstream, ss.upConn = conn, c
 	ss.mu.Unlock()
 	ss.upChans, ss.upReqs = chans, reqs
 	return nil
