@@ -132,6 +132,14 @@ func TestSSHFdpass(t *testing.T) {
 	if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("scp round trip: %d bytes back, %v; want the %d bytes sent", len(got), err, len(data))
 	}
+
+	// jitproxy ssh takes the same options, fd passing or --relay.
+	for _, args := range [][]string{{"ssh"}, {"ssh", "--relay"}} {
+		r := alice.run(append(args, "-o", "BatchMode=yes", login+"@demo-ssh", "echo via jitproxy ssh")...)
+		if r.code != 0 || r.stdout != "via jitproxy ssh\n" {
+			t.Errorf("jitproxy %v: exit %d, %q, stderr %q; want the command's line", args, r.code, r.stdout, r.stderr)
+		}
+	}
 }
 
 // scp runs OpenSSH's scp as this person.
