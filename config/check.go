@@ -67,6 +67,7 @@ func (c *Config) check(ck *checker) {
 	c.checkServer(ck)
 	c.checkLog(ck)
 	c.checkStorage(ck)
+	c.checkRecordings(ck)
 	c.checkOIDC(ck)
 	c.checkDevIdP(ck)
 	c.checkSSH(ck)
@@ -122,6 +123,10 @@ func (c *Config) checkServer(ck *checker) {
 func (c *Config) checkLog(ck *checker) {
 	oneOf(ck, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(ck, "log.format", c.Log.Format, "auto", "console", "json")
+}
+
+func (c *Config) checkRecordings(ck *checker) {
+	oneOf(ck, "recordings.compression", c.Recordings.Compression, "zstd", "none")
 }
 
 func (c *Config) checkStorage(ck *checker) {

@@ -95,6 +95,9 @@ type Recordings struct {
 	// Require refuses a session whose recording cannot start. false lets the
 	// session go on unrecorded (the audit trail says so). Default true.
 	Require bool `yaml:"require"`
+	// Compression is how recording files are stored: "zstd" (ID.cast.zst,
+	// ID.jsonl.zst) or "none" (plain ID.cast, ID.jsonl). Default zstd.
+	Compression string `yaml:"compression"`
 }
 
 // OIDC is the identity provider people log in with.
@@ -373,7 +376,7 @@ func Default() *Config {
 		},
 		Log:        Log{Level: "info", Format: "auto"},
 		Storage:    Storage{Driver: "sqlite", DataDir: "jitproxy-data"},
-		Recordings: Recordings{Require: true},
+		Recordings: Recordings{Require: true, Compression: "zstd"},
 		OIDC: OIDC{
 			Scopes:     []string{"openid", "email", "profile"},
 			Claims:     Claims{Email: "email", Name: "name", Groups: "groups"},

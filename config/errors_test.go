@@ -26,6 +26,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown_target", want: 2},
 		{name: "glob_matches_nothing", want: 2},
 		{name: "bad_regexp", want: 1},
+		{name: "bad_compression", want: 1},
 		{name: "two_secret_sources", want: 2},
 		{name: "approvals_without_groups", want: 2},
 		{name: "missing_required", want: 11},

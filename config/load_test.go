@@ -271,6 +271,7 @@ func TestDefaults(t *testing.T) {
 		{name: "log", got: c.Log, want: Log{Level: "info", Format: "auto"}},
 		{name: "driver", got: c.Storage.Driver, want: "sqlite"},
 		{name: "require recording", got: c.Recordings.Require, want: true},
+		{name: "recording compression", got: c.Recordings.Compression, want: "zstd"},
 		{name: "scopes", got: fmt.Sprint(c.OIDC.Scopes), want: "[openid email profile]"},
 		{name: "claims", got: c.OIDC.Claims, want: Claims{Email: "email", Name: "name", Groups: "groups"}},
 		{name: "session_ttl", got: c.OIDC.SessionTTL.String(), want: "12h"},

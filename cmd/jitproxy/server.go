@@ -121,7 +121,7 @@ func runServer(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts
 	if err != nil {
 		return err
 	}
-	recorder, err := recording.New(recording.Config{Dir: cfg.Recordings.Dir, RecordInput: cfg.Recordings.RecordInput, Logger: log.With().Str("component", "recording").Logger()})
+	recorder, err := recording.New(recording.Config{Dir: cfg.Recordings.Dir, RecordInput: cfg.Recordings.RecordInput, Compression: recording.Compression(cfg.Recordings.Compression), Logger: log.With().Str("component", "recording").Logger()})
 	if err != nil {
 		return err
 	}
