@@ -80,6 +80,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 
 	// Both sessions were recorded, statement by statement, and sealed.
 	var recs []struct {
+		ID        string `json:"id"`
 		Kind      string `json:"kind"`
 		EndReason string `json:"end_reason"`
 		SHA256    string `json:"sha256"`
@@ -91,11 +92,9 @@ func TestPostgresEndToEnd(t *testing.T) {
 	export := alice.ok("audit", "export", "--data", s.data)
 	var sawCount, sawCut bool
 	for _, r := range recs {
-		b, err := os.ReadFile(r.Path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sawCount = sawCount || strings.Contains(string(b), "select count(*) from orders")
+		// Stored compressed by default: export gives the plain JSON lines.
+		b := alice.ok("recordings", "export", r.ID, "--data", s.data)
+		sawCount = sawCount || strings.Contains(b, "select count(*) from orders")
 		sawCut = sawCut || strings.Contains(r.EndReason, "revoked by bob@example.com")
 		if r.SHA256 == "" || !strings.Contains(export, r.SHA256) {
 			t.Errorf("recording %s: hash %q not sealed in the audit trail", r.Path, r.SHA256)

@@ -170,6 +170,11 @@ func TestSSHEndToEnd(t *testing.T) {
 		}
 		if strings.Contains(r.EndReason, "revoked by bob@example.com") {
 			cut = true
+			// Stored compressed by default; export gives the plain cast
+			// that asciinema play reads.
+			if got := alice.ok("recordings", "export", r.ID, "--data", s.data); !strings.HasPrefix(got, `{"version":2`) || !strings.Contains(got, "started-42") {
+				t.Errorf("recordings export %s: %.200q; want the plain asciicast with the session's output", r.ID, got)
+			}
 		}
 	}
 	if !cut {
