@@ -112,12 +112,13 @@ func (p *pool) next() *writer {
 // queue after each batch).
 func (p *pool) work() {
 	defer p.wg.Done()
+	var s scratch
 	for {
 		w := p.next()
 		if w == nil {
 			return
 		}
-		w.work()
+		w.work(&s)
 	}
 }
 

@@ -30,8 +30,8 @@ const (
 	// stream of small writes (a shell's echo) wakes no goroutine per write.
 	handoff = 128 << 10
 	// frameTarget is how much file content (before compression) a worker
-	// gathers before it writes it out as one zstd frame; the flusher and
-	// Close write out what is left.
+	// gathers at most before it writes it out as one zstd frame; it writes
+	// out the rest of a batch at the batch's end.
 	frameTarget = 1 << 20
 	// escapeStep is how many raw bytes are escaped between two checks of
 	// frameTarget, which bounds the content buffer at about frameTarget +
@@ -105,10 +105,18 @@ type writer struct {
 	closed    bool  // set by close: later writes are dropped
 
 	// Owned by the worker that dequeued the writer, or by close once no
-	// worker has it (queued false); the flusher touches them only then.
-	hf      *hashingFile
+	// worker has it (queued false).
+	hf *hashingFile
+	// content and zbuf are lent by the worker for one batch (nil between
+	// batches, so a recording holds no encoding buffer; close and open use
+	// their own).
 	content []byte // file content not yet written (before compression)
 	zbuf    []byte // the compressed frame being written
+}
+
+// scratch is a worker's encoding buffers, lent to each writer it works on.
+type scratch struct {
+	content, zbuf []byte
 }
 
 // create makes the directories for m and creates its recording file
@@ -241,28 +249,30 @@ func (w *writer) spillIfFull() error {
 }
 
 // work handles one batch: it is what a pool worker runs for a writer it
-// dequeued. It takes pending, encodes it, writes out full frames (and
-// everything, if the flusher asked), and queues the writer again if
+// dequeued, with the worker's buffers. It takes pending, encodes it and
+// writes it out, as one frame or more, and queues the writer again if
 // handoff bytes were appended meanwhile.
-func (w *writer) work() {
+func (w *writer) work(s *scratch) {
 	w.mu.Lock()
 	batch := w.pending
 	w.pending, w.spare = w.spare[:0], nil
-	flush := w.flushWant
-	w.flushWant = false
+	w.flushWant = false // the whole batch reaches the file below
 	failed := w.err != nil
 	w.mu.Unlock()
 	w.cond.Broadcast() // room in pending
 
 	var err error
 	if !failed && len(batch) > 0 {
+		w.content, w.zbuf = s.content[:0], s.zbuf
 		if len(batch) >= handoff && cap(w.content) < contentCap {
-			w.content = slices.Grow(w.content, contentCap-len(w.content))
+			w.content = slices.Grow(w.content, contentCap)
 		}
 		err = w.encode(batch)
-	}
-	if !failed && err == nil && flush {
-		err = w.spill()
+		if err == nil {
+			err = w.spill()
+		}
+		s.content, s.zbuf = w.content, w.zbuf
+		w.content, w.zbuf = nil, nil
 	}
 
 	w.mu.Lock()
@@ -271,7 +281,7 @@ func (w *writer) work() {
 		w.fail(err)
 	}
 	if w.err != nil {
-		w.pending, w.spare, w.content = nil, nil, nil
+		w.pending, w.spare = nil, nil
 	}
 	if len(w.pending) >= handoff || w.flushWant {
 		w.pool.enqueue(w)
@@ -294,9 +304,9 @@ func (w *writer) tick() {
 		w.unflushed = false
 		w.flushWant = true
 		w.queue()
-	case !w.queued && len(w.pending) == 0 && len(w.content) == 0:
+	case !w.queued && len(w.pending) == 0:
 		// Idle for a whole interval: everything is in the file.
-		w.pending, w.spare, w.content, w.zbuf = nil, nil, nil, nil
+		w.pending, w.spare = nil, nil
 	}
 }
 
@@ -340,7 +350,7 @@ func (w *writer) close(reason string) (Meta, error) {
 			w.cond.Wait()
 		}
 		// No worker has the writer, and none will again: closed writers
-		// are never queued. Its content and file are close's now.
+		// are never queued. Its file is close's now.
 		if w.err == nil {
 			err := w.encode(w.pending)
 			if err == nil && w.final != nil {
