@@ -5,8 +5,10 @@ One measurement: a fresh amendment for one person (requested, approved by
 the approver, certificate refreshed), N live sessions opened through the
 single-hop path (`ssh -F CONFIG LOGIN@TARGET 'echo ready; exec cat
 >/dev/null'` with stdin a pipe left open and idle: each one its own ssh
-process and its own `jitproxy ssh-proxy`; the remote cat ends with the
-connection, where a sleep would outlive it on the target), then the
+process, and with the relaying ProxyCommand its own `jitproxy ssh-proxy`
+too; the fd-passing one that `jitproxy ssh-config` prints by default
+exits during the handshake; the remote cat ends with the connection,
+where a sleep would outlive it on the target), then the
 amendment ends: revoked with `jitproxy revoke` (--mode revoke), or left
 to expire (--mode expiry, with a short amendment). Every ssh process is
 watched through a pidfd, so its exit is timed by the kernel's wake-up, not
@@ -23,6 +25,8 @@ per-session value the proxy logs with its "session cut" line.
 With --memory, the jitproxy server's VmRSS (/proc/PID/status) is read
 before (after one warm-up session has come and gone) and after the N
 sessions are open; the Go heap and stack figures from /metrics as well.
+On the client side it counts the processes each session keeps (ssh and
+any ProxyCommand still running under it) and their private memory.
 
 Prints one JSON object on stdout; progress goes to stderr.
 """
@@ -87,6 +91,33 @@ class Bench:
 
     def live(self):
         return self.metrics().get('jitproxy_sessions_live{kind="ssh"}', 0)
+
+    def client_side(self, procs):
+        """Processes per session on the client (each ssh and its children,
+        i.e. a relaying ProxyCommand) and their private memory in KiB."""
+        kids = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            ppid = int(st[st.rindex(")") + 2:].split()[1])
+            kids.setdefault(ppid, []).append(int(d))
+        pids = [p.pid for p in procs]
+        pids += [k for p in procs for k in kids.get(p.pid, [])]
+        private = 0
+        for pid in pids:
+            try:
+                with open("/proc/%d/smaps_rollup" % pid) as f:
+                    for line in f:
+                        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                            private += int(line.split()[1])
+            except OSError:
+                pass
+        return len(pids) / len(procs), private / len(procs)
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.a.pid) as f:
@@ -216,6 +247,10 @@ class Bench:
         log("%d sessions open in %.1fs (%d retried)" % (a.n, took, failures))
         if not self.wait_live(a.n, timeout=30):
             log("warning: the proxy counts %s live sessions, expected %d" % (self.live(), a.n))
+        procs_per, private_per = self.client_side(procs)
+        res["client_procs_per_session"] = round(procs_per, 2)
+        res["client_private_kib_per_session"] = round(private_per, 1)
+        log("client side: %.2f processes and %.0f KiB private memory per session" % (procs_per, private_per))
         if a.memory:
             time.sleep(2)
             m1 = self.metrics()

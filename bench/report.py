@@ -17,7 +17,7 @@ import sys
 
 PATHS = [("A", "direct to sshd"), ("B", "OpenSSH -J bastion"),
          ("C", "jitproxy single hop"), ("D", "jitproxy -J"),
-         ("E", "single hop, fd passing")]
+         ("E", "single hop, relay")]
 
 
 def load(path):
@@ -64,13 +64,14 @@ def main():
         w("command: %s" % meta.get("command", ""))
         if runs > 1:
             w("pooled: %d runs (%s)" % (runs, "; ".join(r.get("date", "") + " " + r.get("command", "") for r in rows if r["kind"] == "meta")))
-        w("cipher %s on every hop (MAC implicit), key exchange %s; %s MiB per transfer; %s rounds, paths interleaved; %s connection samples per path per round" % (
-            meta.get("cipher"), meta.get("kex", "?"), meta.get("size_mib"), meta.get("rounds"), meta.get("conn_samples")))
+        w("cipher %s on every hop (MAC implicit), key exchange %s; %s MiB per transfer (%s MiB for NUL bytes down); %s rounds, paths interleaved; %s connection samples per path per round" % (
+            meta.get("cipher"), meta.get("kex", "?"), meta.get("size_mib"), meta.get("down_mib", meta.get("size_mib")), meta.get("rounds"), meta.get("conn_samples")))
+        w("C is the single hop as jitproxy ssh-config prints it (fd passing); E the same with ssh-config --relay")
         if meta.get("isolate"):
             w("isolated: jitproxy pinned to CPU 0, the clients and sshds to the other CPUs")
         casts = [r for r in rows if r["kind"] == "castsize" and r["run"] == 1]
         for r in casts:
-            w("recording of one %s MiB %s transfer on path %s: %.0f MiB" % (meta.get("size_mib"), {"down": "NUL-byte", "text": "text"}.get(r.get("dir", "down"), ""), r["path"], r["bytes"] / 2**20))
+            w("recording of one %s MiB %s transfer on path %s: %.0f MiB" % (r.get("size_mib", meta.get("size_mib")), {"down": "NUL-byte", "text": "text"}.get(r.get("dir", "down"), ""), r["path"], r["bytes"] / 2**20))
         w("")
     m, best = {}, {}
     if any(thr.values()) or any(conn.values()) or fails:
@@ -103,13 +104,16 @@ def main():
             m[(p, "sftp")] = med(sftp[p])
             cells.append("%6.1f n=%d" % (med(sftp[p]), len(sftp[p])) if sftp[p] else "-")
             w(("%-26s" + " %-22s" * len(cells)) % tuple([p + " " + name] + cells))
-        cpu = {(p, d): [r["jp_cpu_s"] for r in rows if r["kind"] == "xfer" and r["path"] == p and r["dir"] == d and r.get("ok") and "jp_cpu_s" in r]
+        # CPU seconds per GiB, per transfer (each row has its own size;
+        # older runs' rows take the run's size).
+        cpu = {(p, d): [r["jp_cpu_s"] / (r.get("size_mib", meta.get("size_mib", 0)) / 1024)
+                        for r in rows if r["kind"] == "xfer" and r["path"] == p and r["dir"] == d and r.get("ok") and "jp_cpu_s" in r
+                        and r.get("size_mib", meta.get("size_mib"))]
                for p, _ in present for d in dirs}
         if any(cpu[(p, d)] for p, _ in present if p not in "AB" for d in dirs):
-            size = meta.get("size_mib", 0) / 1024
             w("jitproxy server CPU seconds per GiB moved (median; recording sealed included): " + "; ".join(
-                "%s %s" % (p, " ".join("%s %.2f" % (d, med(cpu[(p, d)]) / size) for d in dirs if cpu[(p, d)]))
-                for p, _ in present if p not in "AB" and size))
+                "%s %s" % (p, " ".join("%s %.2f" % (d, med(cpu[(p, d)])) for d in dirs if cpu[(p, d)]))
+                for p, _ in present if p not in "AB"))
         w("")
         w("%-20s upload  download  connect  (sftp)  (text)  %-30s | best rounds: upload download connect" % ("Ratios (pooled)" if runs > 1 else "Ratios (same run)", "targets"))
 
@@ -122,8 +126,7 @@ def main():
             ("D", "B"): "thr >= 1.00x, connect <= 1.00x",
         }
         if any(p == "E" for p, _ in present):
-            targets[("E", "A")] = "(experiment: no relay process)"
-            targets[("E", "C")] = "(experiment)"
+            targets[("C", "E")] = "(fd passing vs the relay)"
         verdicts = []
         for (a, b), t in targets.items():
             ru, rd, rc = ratio(a, b, "up"), ratio(a, b, "down"), ratio(a, b, "conn")
@@ -161,6 +164,8 @@ def main():
             if "revoke_cli_ms" in r:
                 notes.append("revoke CLI %.0f ms, commit at +%.0f ms" % (r["revoke_cli_ms"], r["commit_after_cli_start_ms"]))
             notes.append("opened in %.1fs" % r.get("open_seconds", 0))
+            if "client_procs_per_session" in r:
+                notes.append("client: %.2f processes, %.0f KiB private per session" % (r["client_procs_per_session"], r["client_private_kib_per_session"]))
             w("%-16s %6d  %-24s %-24s %-18s %s" % (
                 r["label"] + run_tag(r, runs), r["n"],
                 "%s / %s / %s" % (fmt(r.get("exit_p50_ms")), fmt(r.get("exit_p99_ms")), fmt(r.get("exit_max_ms"))),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/ssh.sh: jitproxy's SSH path against plain OpenSSH, on one machine.
 #
-#   bench/ssh.sh             # full run (~10 min on 2 quiet cores): 512 MiB, 3 rounds, 1000/100/1 sessions
+#   bench/ssh.sh             # full run (~15 min on 2 busy cores): 512 MiB, 3 rounds, 1000/100/1 sessions
 #   bench/ssh.sh --quick     # smoke run (~4 min): 64 MiB, 2 rounds, 100/10/1 sessions
 #   bench/ssh.sh --help      # every option
 #
@@ -13,17 +13,18 @@
 # with aes128-gcm@openssh.com (and curve25519-sha256) pinned on every hop:
 #   A  direct:               ssh bench-direct
 #   B  OpenSSH -J bastion:   ssh -J bench-jump bench-direct
-#   C  jitproxy single hop:  ssh $USER@demo-ssh   (the block jitproxy ssh-config prints)
+#   C  jitproxy single hop:  ssh $USER@demo-ssh   (the block jitproxy ssh-config prints:
+#                            ssh-proxy --fdpass hands the socket to ssh, ProxyUseFdpass yes)
 #   D  jitproxy -J:          ssh -J alice@BASTION $USER@demo-ssh
-#   E  experiment:           C with bench/fdpass.py as a ProxyUseFdpass ProxyCommand
+#   E  relay ProxyCommand:   C with jitproxy ssh-config --relay (ssh-proxy relays every byte)
 # First cut latency (bench/cut.py): 1,000 / 100 / 1 live sessions on one
 # amendment revoked with jitproxy revoke, and one session on a short
 # amendment left to expire; memory per idle session at the largest count.
 # Then, interleaved A B C D E per round: throughput (head -c SIZE /dev/zero
-# | ssh ... 'cat > /dev/null'; ssh ... 'head -c SIZE /dev/zero' > /dev/null;
-# the same through tr '\0' x), MiB/s from wall time, and connection time
-# (ssh ... true; sftp -b /dev/null). Finally the table (bench/report.py)
-# with the ratios and the targets met or missed.
+# | ssh ... 'cat > /dev/null'; ssh ... 'head -c DOWN /dev/zero' > /dev/null;
+# ssh ... 'head -c SIZE /dev/zero | tr ...'), MiB/s from wall time, and
+# connection time (ssh ... true; sftp -b /dev/null). Finally the table
+# (bench/report.py) with the ratios and the targets met or missed.
 #
 # Needs only Debian's openssh-client/server, python3, curl, coreutils and Go
 # (to build). Everything it starts is stopped on exit; everything it writes
@@ -36,7 +37,8 @@ REPO=$(cd "$HERE/.." && pwd)
 
 ROUNDS=3
 SIZE=512            # MiB per transfer
-CONN=10             # connection-time samples per path per round
+DOWN=""             # MiB of the NUL-byte download (default SIZE/2: it records 6 bytes a byte)
+CONN=6              # connection-time samples per path per round
 SESSIONS="1000 100 1"
 EXPIRY_FOR=15s
 CONCURRENCY=8
@@ -50,21 +52,23 @@ DO_XFER=1
 DO_CUT=1
 CIPHER=aes128-gcm@openssh.com
 KEX=curve25519-sha256   # what x/crypto/ssh and OpenSSH 9.2 agree on; "default" leaves OpenSSH's own
-FDPASS=1
+RELAY=1
 DIRS="up down text"
 ISOLATE=0
 QUIET_MAX=25      # percent busy (other work) under which a measurement starts
 QUIET_WAIT=10     # seconds to wait for that, at most, before each measurement
-QUIET_BUDGET=120  # seconds of such waiting, at most, in the whole run
+QUIET_BUDGET=60   # seconds of such waiting, at most, in the whole run
 ORIG_ARGS="$*"
 
 usage() {
-	sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
 	cat <<EOF
 Options:
   --quick             64 MiB, 2 rounds, 5 connection samples, sessions "100 10 1", 10s expiry
   --rounds N          interleaved rounds (default $ROUNDS)
   --size MIB          MiB per transfer (default $SIZE)
+  --down MIB          MiB of the server->client transfer of NUL bytes (default SIZE/2:
+                      its recording is 6 bytes a byte, and the slowest part of a run)
   --conn N            connection-time samples per path per round (default $CONN)
   --sessions "N ..."  live-session counts for the revoke test, largest first; the
                       largest also measures memory (default "$SESSIONS")
@@ -86,7 +90,8 @@ Options:
                       the recording stores 1:1, where NUL bytes take 6 bytes each)
   --isolate           pin jitproxy to CPU 0 and everything else (clients, sshds) to the
                       other CPUs, as if the proxy had a machine of its own
-  --no-fdpass         skip path E (single hop with ProxyUseFdpass, an experiment)
+  --no-relay          skip path E (the single hop with the relaying ProxyCommand,
+                      jitproxy ssh-config --relay)
   --hold              set everything up, write WORK/env.sh, and wait (for profiling
                       by hand) until interrupted; then clean up
   --keep              keep the jitproxy data directory (recordings are deleted as they go)
@@ -98,6 +103,7 @@ while [ $# -gt 0 ]; do
 	--quick) SIZE=64 ROUNDS=2 CONN=5 SESSIONS="100 10 1" EXPIRY_FOR=10s ;;
 	--rounds) ROUNDS=$2; shift ;;
 	--size) SIZE=$2; shift ;;
+	--down) DOWN=$2; shift ;;
 	--conn) CONN=$2; shift ;;
 	--sessions) SESSIONS=$2; shift ;;
 	--expiry-for) EXPIRY_FOR=$2; shift ;;
@@ -114,7 +120,7 @@ while [ $# -gt 0 ]; do
 	--keep) KEEP=1 ;;
 	--hold) HOLD=1 ;;
 	--kex) KEX=$2; shift ;;
-	--no-fdpass) FDPASS=0 ;;
+	--no-relay) RELAY=0 ;;
 	--no-text) DIRS="up down" ;;
 	--isolate) ISOLATE=1 ;;
 	-h | --help) usage; exit 0 ;;
@@ -122,6 +128,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+DOWN=${DOWN:-$((SIZE / 2))}
+[ "$DOWN" -ge 1 ] || DOWN=1
 
 START=$SECONDS
 say() { printf '[%02d:%02d] %s\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$*" >&2; }
@@ -132,9 +140,10 @@ for c in ssh ssh-keygen /usr/sbin/sshd python3 curl head timeout setsid; do
 done
 [ "$PROFILE" = 0 ] || command -v perf >/dev/null || die "--profile needs perf"
 
-# The interpreter itself, not a version manager's shim (which can cost
-# 100ms+ a start, and fdpass.py is on path E's connection time).
+# The interpreter itself, not a version manager's shim (pyenv's costs
+# about 280 ms a start here). Arithmetic is awk's: no interpreter per sample.
 PY=$(python3 -c 'import sys; print(sys.executable)')
+calc() { awk "BEGIN { printf \"$1\", $2 }"; } # calc FORMAT EXPR
 WORK=${WORK:-/tmp/jp-bench/run-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
@@ -184,9 +193,9 @@ fi
 [ -x "$BIN" ] || die "no jitproxy binary at $BIN"
 
 # --- machine -------------------------------------------------------------
-python3 - "$RESULTS" "$ORIG_ARGS" "$CIPHER" "$SIZE" "$ROUNDS" "$CONN" "$KEX" "$ISOLATE" <<'EOF'
+"$PY" - "$RESULTS" "$ORIG_ARGS" "$CIPHER" "$SIZE" "$ROUNDS" "$CONN" "$KEX" "$ISOLATE" "$DOWN" <<'EOF'
 import json, os, platform, subprocess, sys, time
-out, args, cipher, size, rounds, conn, kex, isolate = sys.argv[1:]
+out, args, cipher, size, rounds, conn, kex, isolate, down = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 def run(*c):
     try:
@@ -196,12 +205,12 @@ def run(*c):
         return "?"
 meta = {"kind": "meta", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "nproc": os.cpu_count(), "cpu": cpu,
         "kernel": platform.release(), "go": run("go", "version"), "openssh": run("ssh", "-V"),
-        "command": ("bench/ssh.sh " + args).strip(), "cipher": cipher, "kex": kex, "isolate": isolate == "1", "size_mib": int(size), "rounds": int(rounds),
+        "command": ("bench/ssh.sh " + args).strip(), "cipher": cipher, "kex": kex, "isolate": isolate == "1", "size_mib": int(size), "down_mib": int(down), "rounds": int(rounds),
         "conn_samples": int(conn)}
 open(out, "a").write(json.dumps(meta) + "\n")
 EOF
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+freeport() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 API_PORT=$(freeport) SSH_PORT=$(freeport) JUMP_PORT=$(freeport)
 while [ "$SSH_PORT" = "$API_PORT" ]; do SSH_PORT=$(freeport); done
 while [ "$JUMP_PORT" = "$API_PORT" ] || [ "$JUMP_PORT" = "$SSH_PORT" ]; do JUMP_PORT=$(freeport); done
@@ -254,7 +263,7 @@ login() { # login PERSON: jitproxy login --no-browser, signed in by bench/browse
 		sleep 0.05
 	done
 	[ -n "$url" ] || die "jitproxy login printed no URL: $(cat "$err")"
-	python3 "$HERE/browser.py" "$url" "$who" "$who-pw" || die "signing in $who failed"
+	"$PY" "$HERE/browser.py" "$url" "$who" "$who-pw" || die "signing in $who failed"
 	wait "$pid" || die "jitproxy login for $who failed: $(cat "$err")"
 }
 for who in alice bob dave; do login $who; done
@@ -281,12 +290,13 @@ COMMON="Host *$KEXLINE
     ForwardX11 no
     RequestTTY no"
 
-# C: what jitproxy ssh-config prints, plus the pinned cipher.
+# C: what jitproxy ssh-config prints (fd passing), plus the pinned cipher.
 { jp alice ssh-config; echo "$COMMON"; } >"$WORK/c.ssh_config"
 { jp dave ssh-config; echo "$COMMON"; } >"$WORK/dave.ssh_config"
-# E (experiment): C with the ProxyCommand replaced by bench/fdpass.py, which
-# writes the same preamble and hands the socket to ssh (ProxyUseFdpass).
-sed -e "s|^    ProxyCommand .*|    ProxyCommand $PY -I -S $HERE/fdpass.py $BASTION %h\n    ProxyUseFdpass yes|" "$WORK/c.ssh_config" >"$WORK/e.ssh_config"
+grep -q '^    ProxyUseFdpass yes$' "$WORK/c.ssh_config" || die "jitproxy ssh-config printed no ProxyUseFdpass (see $WORK/c.ssh_config)"
+# E: the relay form (jitproxy ssh-config --relay): the same preamble, then
+# ssh-proxy copies every byte between ssh's pipes and the socket.
+{ jp alice ssh-config --relay; echo "$COMMON"; } >"$WORK/e.ssh_config"
 # D: ssh -J with nothing but alice's certificate; -F reaches the jump leg too.
 AH=$WORK/home-alice
 cat >"$WORK/d.ssh_config" <<EOF
@@ -359,8 +369,8 @@ say "demo sshd (the target) on 127.0.0.1:$DEMO_PORT; OpenSSH jump host on 127.0.
 
 # --- the four paths -------------------------------------------------------
 PATHS="A B C D"
-[ "$FDPASS" = 1 ] && PATHS="A B C D E"
-declare -A NAME=([A]="direct" [B]="OpenSSH -J" [C]="jitproxy single hop" [D]="jitproxy -J" [E]="single hop, fd passing")
+[ "$RELAY" = 1 ] && PATHS="A B C D E"
+declare -A NAME=([A]="direct" [B]="OpenSSH -J" [C]="jitproxy single hop" [D]="jitproxy -J" [E]="single hop, relay ProxyCommand")
 declare -A FAILED=()
 # path P [ssh options...]: sets CMD to the ssh command line of path P, to
 # which the caller appends the remote command. TOOL=sftp makes it sftp's.
@@ -372,7 +382,7 @@ path() {
 	B) CMD=($t -F "$WORK/openssh.ssh_config" -c "$CIPHER" "$@" -J bench-jump bench-direct) ;;
 	C) CMD=(env "JITPROXY_HOME=$AH" "JITPROXY_PROXY=$PROXY" $t -F "$WORK/c.ssh_config" -c "$CIPHER" "$@" "$LOGIN@demo-ssh") ;;
 	D) CMD=($t -F "$WORK/d.ssh_config" -c "$CIPHER" "$@" -J "alice@$BASTION" "$LOGIN@demo-ssh") ;;
-	E) CMD=($t -F "$WORK/e.ssh_config" -c "$CIPHER" "$@" "$LOGIN@demo-ssh") ;;
+	E) CMD=(env "JITPROXY_HOME=$AH" "JITPROXY_PROXY=$PROXY" $t -F "$WORK/e.ssh_config" -c "$CIPHER" "$@" "$LOGIN@demo-ssh") ;;
 	esac
 }
 is_jp() { [ "$1" != A ] && [ "$1" != B ]; }
@@ -407,8 +417,9 @@ wait_quiet() {
 }
 # jpcpu: the jitproxy server's user+system CPU time so far, in clock ticks.
 jpcpu() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
 drop_recordings() { find "$DATA/recordings" -name '*.cast' -delete 2>/dev/null || true; }
-json() { python3 -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])))' "$1" >>"$RESULTS"; }
+json() { "$PY" -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])))' "$1" >>"$RESULTS"; }
 
 say "checking each path (and that every hop negotiates $CIPHER)"
 head -c 8M /dev/urandom >"$WORK/check.bin"
@@ -418,7 +429,7 @@ for p in $PATHS; do
 	if ! out=$(timeout 60 "${CMD[@]}" "echo ok" 2>"$WORK/check-$p.err" </dev/null) || [ "$out" != ok ]; then
 		FAILED[$p]=$(tr '\n' ' ' <"$WORK/check-$p.err" | sed 's/  */ /g' | cut -c1-300)
 		say "  $p ${NAME[$p]}: fails: ${FAILED[$p]}"
-		json "$(python3 -c 'import json,sys; print(json.dumps({"kind":"fail","path":sys.argv[1],"error":sys.argv[2]}))' "$p" "${FAILED[$p]}")"
+		json "$("$PY" -c 'import json,sys; print(json.dumps({"kind":"fail","path":sys.argv[1],"error":sys.argv[2]}))' "$p" "${FAILED[$p]}")"
 		continue
 	fi
 	got=$(timeout 60 "${CMD[@]}" "sha256sum" <"$WORK/check.bin" | cut -d' ' -f1)
@@ -452,10 +463,10 @@ cut() { # cut LABEL cut.py-args...
 		--server-log "$WORK/server.log" --login "$LOGIN" --cipher "$CIPHER" --concurrency "$CONCURRENCY" \
 		--quiet-max "$QUIET_MAX" --quiet-wait "$QUIET_WAIT" "$@") || true
 	[ -n "$out" ] || out='{"error": "cut.py printed nothing"}'
-	python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(kind="cut", label=sys.argv[2]); r.setdefault("n", int(sys.argv[3])); r.setdefault("mode", sys.argv[4]); print(json.dumps(r))' \
+	"$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(kind="cut", label=sys.argv[2]); r.setdefault("n", int(sys.argv[3])); r.setdefault("mode", sys.argv[4]); print(json.dumps(r))' \
 		"$out" "$label" "${N:-1}" "${MODE:-revoke}" >>"$RESULTS"
 	wait_idle
-	sleep 2 # let the sshd children and ssh-proxy processes go
+	sleep 2 # let the sshd children go
 }
 if [ "$DO_CUT" = 1 ]; then
 	first=1
@@ -480,27 +491,27 @@ xfer() { # xfer P up|down ROUND
 	if is_jp $p; then wait_idle; fi
 	wait_quiet
 	path $p
-	local c0 c1
+	local c0 c1 mib=$SIZE
+	[ "$dir" = down ] && mib=$DOWN
 	c0=$(jpcpu)
 	t0=$EPOCHREALTIME
 	if [ "$dir" = up ]; then
 		head -c "${SIZE}M" /dev/zero | timeout 600 "${CMD[@]}" 'cat > /dev/null' 2>"$WORK/xfer.err" || rc=$?
 	elif [ "$dir" = down ]; then
-		timeout 600 "${CMD[@]}" "head -c ${SIZE}M /dev/zero" >/dev/null 2>"$WORK/xfer.err" </dev/null || rc=$?
+		timeout 600 "${CMD[@]}" "head -c ${DOWN}M /dev/zero" >/dev/null 2>"$WORK/xfer.err" </dev/null || rc=$?
 	else # text: printable bytes, which an asciicast stores as they are
 		timeout 600 "${CMD[@]}" "head -c ${SIZE}M /dev/zero | tr '\\0' x" >/dev/null 2>"$WORK/xfer.err" </dev/null || rc=$?
 	fi
 	t1=$EPOCHREALTIME
 	if is_jp $p; then wait_idle; fi # the recording is sealed: its cost is counted
 	c1=$(jpcpu)
-	secs=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+	secs=$(calc %.3f "$t1 - $t0")
 	if [ $rc = 0 ]; then
-		local mibs
-		mibs=$(python3 -c "print(f'{$SIZE / ($t1 - $t0):.1f}')")
-		local cpu
-		cpu=$(python3 -c "print(f'{($c1 - $c0) / $(getconf CLK_TCK):.2f}')")
-		say "  round $r  $dir  $p ${NAME[$p]}: $SIZE MiB in ${secs}s = $mibs MiB/s$(is_jp $p && echo "; jitproxy used ${cpu}s of CPU")"
-		json "{\"kind\":\"xfer\",\"path\":\"$p\",\"dir\":\"$dir\",\"round\":$r,\"secs\":$secs,\"mibs\":$mibs,\"jp_cpu_s\":$cpu,\"busy_before\":$BUSY,\"ok\":true}"
+		local mibs cpu
+		mibs=$(calc %.1f "$mib / ($t1 - $t0)")
+		cpu=$(calc %.2f "($c1 - $c0) / $CLK_TCK")
+		say "  round $r  $dir  $p ${NAME[$p]}: $mib MiB in ${secs}s = $mibs MiB/s$(is_jp $p && echo "; jitproxy used ${cpu}s of CPU")"
+		json "{\"kind\":\"xfer\",\"path\":\"$p\",\"dir\":\"$dir\",\"round\":$r,\"size_mib\":$mib,\"secs\":$secs,\"mibs\":$mibs,\"jp_cpu_s\":$cpu,\"busy_before\":$BUSY,\"ok\":true}"
 	else
 		err=$(tr '\n"' ' _' <"$WORK/xfer.err" | cut -c1-200)
 		say "  round $r  $dir  $p ${NAME[$p]}: FAILED (exit $rc): $err"
@@ -512,8 +523,8 @@ xfer() { # xfer P up|down ROUND
 			local cast
 			cast=$(find "$DATA/recordings" -name '*.cast' -printf '%s %p\n' 2>/dev/null | sort -n | tail -1)
 			if [ -n "$cast" ]; then
-				say "    the recording of that transfer: $(numfmt --to=iec "${cast%% *}")B for $SIZE MiB of output"
-				json "{\"kind\":\"castsize\",\"path\":\"$p\",\"dir\":\"$dir\",\"bytes\":${cast%% *}}"
+				say "    the recording of that transfer: $(numfmt --to=iec "${cast%% *}")B for $mib MiB of output"
+				json "{\"kind\":\"castsize\",\"path\":\"$p\",\"dir\":\"$dir\",\"size_mib\":$mib,\"bytes\":${cast%% *}}"
 			fi
 		fi
 		drop_recordings
@@ -527,7 +538,7 @@ conn() { # conn P ROUND: CONN samples of ssh ... true
 		t0=$EPOCHREALTIME
 		timeout 60 "${CMD[@]}" true </dev/null 2>>"$WORK/conn.err" || { say "  conn $p failed: $(tail -1 "$WORK/conn.err")"; continue; }
 		t1=$EPOCHREALTIME
-		ms+=("$(python3 -c "print(f'{($t1 - $t0) * 1000:.2f}')")")
+		ms+=("$(calc %.2f "($t1 - $t0) * 1000")")
 	done
 	say "  round $r  conn $p ${NAME[$p]}: ${ms[*]} ms"
 	json "{\"kind\":\"conn\",\"path\":\"$p\",\"round\":$r,\"busy_before\":$BUSY,\"ms\":[$(IFS=,; echo "${ms[*]}")]}"
@@ -539,7 +550,7 @@ conn() { # conn P ROUND: CONN samples of ssh ... true
 		t0=$EPOCHREALTIME
 		timeout 60 "${CMD[@]}" </dev/null >/dev/null 2>>"$WORK/conn.err" || { say "  sftp $p failed: $(tail -1 "$WORK/conn.err")"; continue; }
 		t1=$EPOCHREALTIME
-		ms+=("$(python3 -c "print(f'{($t1 - $t0) * 1000:.2f}')")")
+		ms+=("$(calc %.2f "($t1 - $t0) * 1000")")
 	done
 	say "  round $r  sftp $p ${NAME[$p]}: ${ms[*]} ms"
 	json "{\"kind\":\"sftp\",\"path\":\"$p\",\"round\":$r,\"ms\":[$(IFS=,; echo "${ms[*]}")]}"
@@ -569,7 +580,7 @@ if [ "$PROFILE" = 1 ]; then
 		path $p
 		case $what in
 		up) head -c "${SIZE}M" /dev/zero | "${CMD[@]}" 'cat > /dev/null' ;;
-		down) "${CMD[@]}" "head -c ${SIZE}M /dev/zero" >/dev/null </dev/null ;;
+		down) "${CMD[@]}" "head -c ${DOWN}M /dev/zero" >/dev/null </dev/null ;;
 		conn) for _ in $(seq 20); do "${CMD[@]}" true </dev/null; done ;;
 		esac
 		wait_idle
@@ -585,4 +596,4 @@ fi
 
 # --- the table --------------------------------------------------------------------
 say "done in $((SECONDS - START))s; results in $RESULTS"
-python3 "$HERE/report.py" "$RESULTS" | tee "$WORK/report.txt"
+"$PY" "$HERE/report.py" "$RESULTS" | tee "$WORK/report.txt"
