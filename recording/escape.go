@@ -47,14 +47,13 @@ func appendEscaped[S ~string | ~[]byte](dst []byte, s S) []byte {
 		for i+8 <= len(s) && plain8(load8(s[i:])) {
 			i += 8
 		}
+		for i < len(s) && plain[s[i]] { // up to the byte that failed the word
+			i++
+		}
 		if i >= len(s) {
 			break
 		}
 		b := s[i]
-		if plain[b] {
-			i++
-			continue
-		}
 		if b < utf8.RuneSelf {
 			dst = append(dst, s[start:i]...)
 			switch b {
