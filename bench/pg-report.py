@@ -147,6 +147,22 @@ def main():
               "(the script waited %.0f s in all for quieter moments)." % (med(busy), max(busy), waited))
             p("")
 
+    scs = [r for r in recs if r["kind"] == "syscalls"]
+    if scs:
+        p("**System calls per transaction** of the proxy (`strace -c -f -p` during `pgbench -S -t 1500`, logins included; "
+          "strace slows every path, so only the counts mean anything):")
+        p("")
+        p("| path | mode | reads | writes | waits (epoll) | futex | other | total |")
+        p("|---|---|---:|---:|---:|---:|---:|---:|")
+        groups = {"reads": ("read", "recvfrom", "recvmsg"), "writes": ("write", "sendto", "sendmsg", "writev"),
+                  "waits": ("epoll_wait", "epoll_pwait", "epoll_pwait2"), "futex": ("futex",)}
+        for r in scs:
+            pt = r["per_tx"]
+            cells = [sum(pt.get(k, 0) for k in ks) for ks in groups.values()]
+            cells.append(r["total_per_tx"] - sum(cells))
+            p("| %s | %s | %s | %.2f |" % (PATHS.get(r["path"], r["path"]), r["mode"], " | ".join("%.2f" % x for x in cells), r["total_per_tx"]))
+        p("")
+
     for idle in idles:
         per = idle["bytes_per_conn"]
         label = idle.get("label", "plaintext")

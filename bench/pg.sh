@@ -26,6 +26,11 @@
 #   D  jitproxy+TLS (the -c 8 tests only)
 #   E  with --floor: bench/pg-relay, the simplest Go TCP relay (read, write,
 #      nothing parsed or recorded): what the extra hop alone costs here
+# With --syscalls, before the rounds, it counts each proxy's system calls
+# per transaction (strace -c -f on pgbouncer, jitproxy and pg-relay during
+# pgbench -S -c 8 -t 1500 of each mode; the 8 logins are in the count): the
+# figure that contention does not move, and the floor each proxy's design
+# sets.
 # bench/pg-run.py runs each pgbench and samples CPU time of pgbench,
 # PostgreSQL, pgbouncer and jitproxy. Before the rounds, bench/pg-idle opens
 # N idle connections through jitproxy (default 5,000) and the script reads
@@ -61,6 +66,7 @@ WORK=""
 KEEP=0
 PERF=0
 HOLD=0
+SYSCALLS=0
 QUIET_MAX=25        # percent busy (other work) under which a run starts
 QUIET_WAIT=15       # seconds to wait for that, at most, before each run
 QUIET_BUDGET=60     # seconds to wait for that, at most, in all
@@ -82,6 +88,8 @@ Options:
   --idle-tls          measure idle connections with TLS from the client too (~1 more minute)
   --no-tls            skip line D (jitproxy with TLS from the client)
   --floor             add line E (bench/pg-relay, a bare Go TCP relay); ~3 more minutes
+  --syscalls          count system calls per transaction of each proxy (strace -c -f,
+                      pgbench -t 1500 per path and mode, before the rounds); ~1 min more
   --quiet-max PCT     wait before each run until the machine is under PCT% busy
                       (default $QUIET_MAX; the machine may be shared)
   --quiet-wait SECS   ... but at most SECS seconds (default $QUIET_WAIT; 0 disables)
@@ -119,6 +127,7 @@ while [ $# -gt 0 ]; do
 	--work) WORK=$2; shift ;;
 	--keep) KEEP=1 ;;
 	--perf) PERF=1 ;;
+	--syscalls) SYSCALLS=1 ;;
 	--hold) HOLD=1 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "bench/pg.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -138,6 +147,7 @@ done
 [ "$(id -u)" = 0 ] || die "run as root: PostgreSQL and pgbouncer are started as the postgres user"
 id postgres >/dev/null 2>&1 || die "no postgres user (apt-get install postgresql)"
 [ "$PERF" = 0 ] || command -v perf >/dev/null || die "--perf needs perf (apt-get install linux-perf)"
+[ "$SYSCALLS" = 0 ] || command -v strace >/dev/null || die "--syscalls needs strace (apt-get install strace)"
 
 WORK=${WORK:-/tmp/jp-pgbench/run-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$WORK"
@@ -466,6 +476,44 @@ perf_stop() { # mode
 	PERF_PID=""
 	perf report -i "$WORK/perf-$1.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -60 >"$WORK/perf-$1.txt" || true
 }
+# --- system calls per transaction ------------------------------------------
+syscalls() { # path pid mode
+	local v=CONN_$1 pwvar=ROLE_PW out=$WORK/strace-$1-$3.txt log=$WORK/strace-pgbench-$1-$3.log sp
+	case $1 in C | D) pwvar=JP_TOKEN ;; esac
+	strace -c -f -p "$2" -o "$out" 2>/dev/null &
+	sp=$!
+	sleep 0.5
+	PGPASSWORD=${!pwvar} pgbench -n -S -M "$3" -c "$CLIENTS" -j "$THREADS" -t 1500 "${!v}" >"$log" 2>&1 ||
+		{ kill -INT "$sp"; wait "$sp"; die "pgbench failed on path $1 under strace (see $log)"; }
+	kill -INT "$sp"
+	wait "$sp" || true
+	python3 - "$RESULTS" "$1" "$3" "$out" "$log" <<'EOF'
+import json, re, sys
+out, path, mode, trace, log = sys.argv[1:]
+tx = int(re.search(r"actually processed: (\d+)", open(log).read()).group(1))
+if tx == 0:
+    sys.exit("bench/pg.sh: no transaction on path %s under strace (see %s)" % (path, log))
+calls = {}
+for line in open(trace):
+    f = line.split()
+    if len(f) >= 5 and re.fullmatch(r"[\d.]+", f[0]) and f[3].isdigit():
+        calls[f[-1]] = int(f[3])
+total = calls.pop("total", sum(calls.values()))
+rec = {"kind": "syscalls", "path": path, "mode": mode, "tx": tx, "per_tx": {k: round(v / tx, 3) for k, v in calls.items()},
+       "total_per_tx": round(total / tx, 3)}
+open(out, "a").write(json.dumps(rec) + "\n")
+EOF
+}
+if [ "$SYSCALLS" = 1 ]; then
+	for m in $MODES; do
+		say "system calls per transaction, $m (strace -c -f)"
+		syscalls B "$BOUNCER_PID" "$m"
+		syscalls C "$SERVER_PID" "$m"
+		[ "$TLS" = 1 ] && syscalls D "$SERVER_PID" "$m"
+		[ "$FLOOR" = 1 ] && syscalls E "$RELAY_PID" "$m"
+	done
+fi
+
 echo "$QUIET_BUDGET" >"$WORK/quiet-budget"
 say "$ROUNDS round(s): pgbench -S -c $CLIENTS -j $THREADS -T $TIME and -c 1 -j 1 -T $LAT_TIME, modes: $MODES"
 for r in $(seq "$ROUNDS"); do
