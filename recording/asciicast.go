@@ -176,9 +176,19 @@ func (c *Cast) Resize(width, height int) {
 // the code, the elapsed time in nanoseconds and the data's length.
 const recordHeader = 1 + 8 + 4
 
-// record appends one event to the pending buffer, raw: the worker escapes
-// it (encode).
+// record appends p to the pending buffer as events of type code, raw: the
+// worker escapes them (encode). A write larger than maxPending becomes
+// several events with the same time, so pending stays bounded.
 func (c *Cast) record(code byte, p []byte) {
+	for len(p) > maxPending {
+		c.recordOne(code, p[:maxPending])
+		p = p[maxPending:]
+	}
+	c.recordOne(code, p)
+}
+
+// recordOne appends one event to the pending buffer.
+func (c *Cast) recordOne(code byte, p []byte) {
 	if len(p) == 0 {
 		return
 	}

@@ -222,3 +222,21 @@ func TestReadCompressedDamage(t *testing.T) {
 		t.Errorf("mode: %v, %v; want 0600", fi, err)
 	}
 }
+
+// TestCastHugeWrite records one write larger than maxPending: it arrives
+// whole, split into events of at most maxPending bytes (so pending stays
+// bounded), with a character cut by a split kept whole.
+func TestCastHugeWrite(t *testing.T) {
+	r, _ := newRecorder(t, Config{})
+	c := startCast(t, r)
+	big := bytes.Repeat([]byte("é\x00x"), (3*maxPending)/4+7) // splits a character at each cut
+	c.Output(big)
+	m, err := c.Close("exit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, events, truncated := readEvents(t, m.Path)
+	if got := outputText(events); got != string(big) || truncated || len(events) < 3 {
+		t.Errorf("got %d events, %d bytes, truncated %v; want %d bytes in at least 3 events", len(events), len(got), truncated, len(big))
+	}
+}
