@@ -10,12 +10,16 @@
 // The SHA-256 covers the file's bytes as stored.
 //
 // Recording is off the caller's path: Output, Input, Resize and Log only
-// append to the recording's pending buffer. A small pool of worker
-// goroutines per Recorder escapes, compresses, hashes and writes each
-// recording's batches in order, and one flusher goroutine flushes every
-// recording with unwritten bytes once per FlushInterval. Both run only while
-// the Recorder has a recording open. An idle recording holds no buffer and
-// no goroutine.
+// append to the recording's pending buffer (one copy, no allocation once
+// warm). A pool of at most GOMAXPROCS (and 4) worker goroutines per
+// Recorder escapes, compresses, hashes and writes each recording's batches,
+// one batch of a recording at a time, so the file keeps the order of the
+// calls. A caller hands its recording to a worker once 128 KiB is pending,
+// and waits once 1 MiB is (back-pressure: nothing is dropped). One flusher
+// goroutine writes out every recording with pending bytes once per
+// FlushInterval, and takes the buffers of recordings idle for a whole
+// interval. The pool runs only while the Recorder has a recording open; an
+// idle recording holds no buffer and no goroutine.
 package recording
 
 import (
