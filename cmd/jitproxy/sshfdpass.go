@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -55,6 +56,9 @@ func fdpassUnavailable(out *os.File) error {
 // the socket.
 func passBastionConn(ctx context.Context, conn *net.TCPConn, target string, out *os.File, timeout time.Duration) error {
 	defer conn.Close()
+	if err := sshproxy.WritePreamble(io.Discard, target); err != nil {
+		return err // a bad name, refused as the relay refuses it
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	conn.SetDeadline(time.Now().Add(timeout))

@@ -196,6 +196,20 @@ func TestPassBastionConn(t *testing.T) {
 	}
 }
 
+// TestPassBastionConnBadName: a name that cannot be a target is refused
+// before a byte goes to the bastion, with the relay's error.
+func TestPassBastionConnBadName(t *testing.T) {
+	b := startFakeBastion(t, nil, false)
+	ours, _ := socketPair(t)
+	err := passBastionConn(context.Background(), b.dial(t), "web 1", ours, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "has a space or control character") {
+		t.Errorf("passBastionConn(\"web 1\"): %v; want the target name refused", err)
+	}
+	if got := <-b.preamble; got != "" {
+		t.Errorf("the bastion got %q; want nothing", got)
+	}
+}
+
 // TestFdpassUnavailable: only a Unix socket, as ssh's ProxyUseFdpass makes
 // standard output, can take the connection; a pipe (ProxyUseFdpass off) or
 // a TCP socket makes ssh-proxy relay instead.
