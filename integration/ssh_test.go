@@ -103,10 +103,17 @@ func TestSSHEndToEnd(t *testing.T) {
 	if err != nil || string(out) != "via the jump host\n" {
 		t.Errorf("ssh -J: %v\n%s", err, out)
 	}
-	// Not an open relay.
-	out, _ = alice.ssh(ctx, "-F", cfg, "-o", "BatchMode=yes", "root@web-9", "true").CombinedOutput()
-	if !strings.Contains(string(out), "web-9") {
-		t.Errorf("unknown target: %s; want a refusal naming it", out)
+	// Not an open relay: the ssh-config block's Host pattern matches
+	// demo-ssh, so HostName sends an unknown name through the same path
+	// (plain "root@web-9" would fail earlier, in ssh's own DNS lookup).
+	out, _ = alice.ssh(ctx, "-F", cfg, "-o", "BatchMode=yes", "-o", "HostName=web-9", "root@demo-ssh", "true").CombinedOutput()
+	if !strings.Contains(string(out), "jitproxy: jitproxy is not an open relay: web-9 is not a jitproxy target") {
+		t.Errorf("unknown target: %s; want the bastion's refusal naming it", out)
+	}
+	// Nor through -J to an arbitrary host:port.
+	out, err = alice.ssh(ctx, "-F", jcfg, "-J", "alice@"+s.sshAddr, "-p", "22", "root@127.0.0.1", "true").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "open failed: administratively prohibited: jitproxy is not an open relay: 127.0.0.1 is not a jitproxy target") {
+		t.Errorf("ssh -J to 127.0.0.1:22: %v: %s; want the bastion to refuse the forward", err, out)
 	}
 
 	// An interactive session, cut by a revoke.
