@@ -27,9 +27,9 @@ import (
 )
 
 // cutGrace is how long a cut session's client connection stays open after
-// the cut, so that the line saying why reaches the person before the
-// socket closes. The client normally hangs up first; the upstream
-// connection is shut down at once.
+// the goodbye is written (or the target hung up), so that the line saying
+// why reaches the person before the socket closes. The client normally
+// hangs up first; the upstream connection is shut down at once.
 const cutGrace = time.Second
 
 // goodbyeWait is how long a cut waits for its goodbye to be written
@@ -37,6 +37,11 @@ const cutGrace = time.Second
 // µs of work), short enough that a client that has stopped reading does
 // not hold up the registry's loop over the other sessions.
 const goodbyeWait = time.Millisecond
+
+// goodbyeStuck is how long a cut's goodbye may wait for a client that has
+// stopped reading (its window or socket buffer full) before the client's
+// connection is closed without it.
+const goodbyeStuck = 10 * time.Second
 
 // Server is the SSH bastion. Serve it on any number of listeners; Shutdown
 // ends it.

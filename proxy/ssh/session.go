@@ -195,14 +195,16 @@ func (ss *sshSession) auditFields(f map[string]any) map[string]any {
 // the goroutine runs next on the cut's own P and only writes to a socket.
 // A client that stopped reading (its window or socket buffer full) cannot
 // take its goodbye at once: the cut returns without it, and that client
-// alone waits (at most cutGrace, then its connection is closed).
+// alone waits (at most goodbyeStuck, then its connection is closed).
 //
 // "Socket closed", in the cut-latency histogram, is therefore the moment
 // both connections are shut down, the goodbye queued ahead of the
-// client's FIN. The descriptors are closed, and the log line, the
-// recordings and the audit rows written, by the session's own goroutines
-// as they wind down: the client's connection when the client hangs up, or
-// cutGrace after the cut.
+// client's FIN; for a goodbye not written within goodbyeWait, the moment
+// the target's connection is shut down (the client's follows its
+// goodbye). The descriptors are closed, and the log line, the recordings
+// and the audit rows written, by the session's own goroutines as they
+// wind down: the client's connection when the client hangs up, or
+// cutGrace after its goodbye.
 func (ss *sshSession) cut(cause error) {
 	ss.mu.Lock()
 	if ss.cutCause != nil {
@@ -225,7 +227,6 @@ func (ss *sshSession) cut(cause error) {
 		// checks for the cut), and serve does not start.
 		return
 	}
-	ss.closeSoon()
 	said := make(chan struct{})
 	if !ss.goSession(func() {
 		defer close(said)
@@ -245,6 +246,15 @@ func (ss *sshSession) cut(cause error) {
 // segment, then shuts the client's connection down for writing (which
 // sends the segment, then FIN).
 func (ss *sshSession) sayGoodbye(chs []*channel, cause error) {
+	// cutGrace runs from when the goodbye is written, not from the cut:
+	// on a starved machine the goodbye may come late, and must still be
+	// read. A client that has stopped reading holds the writes up; after
+	// goodbyeStuck its connection is closed, which ends them.
+	stuck := time.AfterFunc(goodbyeStuck, func() { ss.conn.Close() })
+	defer func() {
+		stuck.Stop()
+		ss.closeSoon()
+	}()
 	if len(chs) > 0 {
 		uncork := cork(ss.conn)
 		for _, ch := range chs {
@@ -421,7 +431,9 @@ func (ss *sshSession) upstreamLoop(up gossh.Conn) {
 	// The target hung up (or a cut shut it): the channels end on their
 	// own; the client gets a moment to hear about it.
 	ss.cancel(fmt.Errorf("%w: %v", errUpstreamClosed, err))
-	ss.closeSoon()
+	if ss.cutError() == nil {
+		ss.closeSoon() // after a cut, sayGoodbye does
+	}
 }
 
 // upstreamChannel serves one channel the target opens.
