@@ -343,8 +343,8 @@ func (ss *pgSession) goodbye() *userError {
 }
 
 // cut ends the session because its amendment ended (or the proxy is
-// shutting down), and returns at once: the registry calls it, and measures
-// it. The target is asked to cancel the running query; the client gets
+// shutting down), and returns at once, in microseconds: the registry calls
+// it for every session of the amendment in one loop, and measures it. The target is asked to cancel the running query; the client gets
 // cause as a FATAL at the next message boundary; then the target gets a
 // Terminate and both connections close.
 func (ss *pgSession) cut(cause error) {
@@ -361,10 +361,9 @@ func (ss *pgSession) cut(cause error) {
 		ss.srv.wg.Go(func() { ss.cancelUpstream(context.WithoutCancel(ss.ctx)) })
 	}
 	ss.sayGoodbye(&userError{code: codeAdminShutdown, msg: oneLine(cause.Error()), reason: "cut"})
-	ss.log.Info().Str("cause", cause.Error()).Msg("session cut")
-	ss.srv.audit(context.WithoutCancel(ss.ctx), "session.cut", amendment.SystemActor, ss.auditFields(map[string]any{
-		"cause": cause.Error(),
-	}))
+	// The log line and the session.cut row are teardown's: the registry
+	// cuts an amendment's sessions in one loop, and an fsync here would
+	// hold up every cut after this one.
 }
 
 // cutError returns why the session was cut, as its user error; nil if it
@@ -390,12 +389,19 @@ func (ss *pgSession) teardown(why error) {
 	s := ss.srv
 	ss.mu.Lock()
 	up := ss.upstream
-	if c := ss.cutCause; c != nil {
-		why = c
+	cut := ss.cutCause
+	if cut != nil {
+		why = cut
 	}
 	ss.mu.Unlock()
 	if up != nil {
 		up.Close()
+	}
+	if cut != nil {
+		ss.log.Info().Str("cause", cut.Error()).Msg("session cut")
+		s.audit(context.WithoutCancel(ss.ctx), "session.cut", amendment.SystemActor, ss.auditFields(map[string]any{
+			"cause": cut.Error(),
+		}))
 	}
 	var ue *userError
 	reason := why.Error()
