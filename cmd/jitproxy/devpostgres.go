@@ -17,7 +17,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -78,7 +77,7 @@ func startDevPostgres(ctx context.Context, dir string, t *config.PostgresTarget,
 		log.Warn().Msg("demo PostgreSQL target not started: PostgreSQL's server is not installed (apt-get install postgresql)")
 		return nil, nil
 	}
-	cred, uid, gid, err := postgresCredential()
+	attr, uid, gid, err := postgresProcAttr()
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +102,7 @@ func startDevPostgres(ctx context.Context, dir string, t *config.PostgresTarget,
 			return nil, err
 		}
 		initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "-U", "jitproxy_admin", "--auth=scram-sha-256", "--pwfile="+pwFile, "--no-sync")
-		initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		initdb.SysProcAttr = attr
 		if out, err := initdb.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("initdb for the demo PostgreSQL: %v: %s", err, out)
 		}
@@ -117,7 +116,7 @@ func startDevPostgres(ctx context.Context, dir string, t *config.PostgresTarget,
 		return nil, err
 	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.SysProcAttr = attr
 	logw := log.With().Str("component", "demo-postgres").Logger()
 	cmd.Stdout, cmd.Stderr = logw, logw
 	if err := cmd.Start(); err != nil {
@@ -207,21 +206,6 @@ END $$; ALTER ROLE %[2]s PASSWORD %[3]s`, quoteLiteral(user), quoteIdent(user), 
 
 func quoteIdent(s string) string   { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 func quoteLiteral(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`) + `'` }
-
-// postgresCredential is who the demo server runs as: the postgres system
-// user when we are root (PostgreSQL refuses root), else ourselves.
-func postgresCredential() (*syscall.Credential, int, int, error) {
-	if os.Geteuid() != 0 {
-		return nil, os.Getuid(), os.Getgid(), nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("the demo PostgreSQL cannot run as root and there is no postgres user: %w", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
-}
 
 // Stop ends the demo PostgreSQL (fast shutdown) and waits for it.
 func (d *devPostgres) Stop() {
