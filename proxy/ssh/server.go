@@ -32,12 +32,6 @@ import (
 // hangs up first; the upstream connection is shut down at once.
 const cutGrace = time.Second
 
-// goodbyeWait is how long a cut waits for its goodbye to be written
-// before it returns without: long enough for a client that reads (a few
-// µs of work), short enough that a client that has stopped reading does
-// not hold up the registry's loop over the other sessions.
-const goodbyeWait = time.Millisecond
-
 // goodbyeStuck is how long a cut's goodbye may wait for a client that has
 // stopped reading (its window or socket buffer full) before the client's
 // connection is closed without it.
