@@ -49,16 +49,7 @@ func needSSHD(t *testing.T) {
 // a live interactive session with one clear line; old certificates then
 // reach nothing.
 func TestSSHEndToEnd(t *testing.T) {
-	needSSHD(t)
-	s := startServerWith(t, serverOptions{ssh: true})
-	alice, bob := s.person("alice"), s.person("bob")
-	alice.loginBrowser()
-	bob.loginBrowser()
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	login := u.Username // the demo sshd runs as us
+	s, alice, bob, login := startSSHServer(t)
 
 	if got := alice.fails("certs"); !strings.Contains(got, "no active SSH amendment, so no certificate") {
 		t.Errorf("certs before any amendment: %q", got)
@@ -209,4 +200,20 @@ func waitFor(t *testing.T, d time.Duration, ok func() bool, what string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startSSHServer starts jitproxy with its demo sshd and signs in alice and
+// bob; login is the demo sshd's one login (it runs as us).
+func startSSHServer(t *testing.T) (s *server, alice, bob *person, login string) {
+	t.Helper()
+	needSSHD(t)
+	s = startServerWith(t, serverOptions{ssh: true})
+	alice, bob = s.person("alice"), s.person("bob")
+	alice.loginBrowser()
+	bob.loginBrowser()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, alice, bob, u.Username
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,16 +24,7 @@ import (
 // prints the same one line and exits 255 in all three; scp works through
 // fd passing.
 func TestSSHFdpass(t *testing.T) {
-	needSSHD(t)
-	s := startServerWith(t, serverOptions{ssh: true})
-	alice, bob := s.person("alice"), s.person("bob")
-	alice.loginBrowser()
-	bob.loginBrowser()
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	login := u.Username // the demo sshd runs as us
+	_, alice, bob, login := startSSHServer(t)
 	bob.ok("approve", idOf(t, alice.ok("request", "demo-ssh", "--login", login, "--for", "1h")))
 	alice.ok("certs")
 
