@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"strings"
 	"testing"
@@ -199,20 +200,7 @@ func TestReadCastTruncated(t *testing.T) {
 			if h.Version != 2 || h.Width != 100 {
 				t.Errorf("header: got %+v; want version 2, width 100", h)
 			}
-			var (
-				n              int
-				truncated, bad bool
-			)
-			for _, err := range seq {
-				switch {
-				case errors.Is(err, ErrTruncated):
-					truncated = true
-				case err != nil:
-					bad = true
-				default:
-					n++
-				}
-			}
+			n, truncated, bad := countEvents(seq)
 			if n != tt.wantEvents || truncated != tt.wantTruncated || bad != tt.wantErr {
 				t.Errorf("got %d events, truncated %v, error %v; want %d, %v, %v", n, truncated, bad, tt.wantEvents, tt.wantTruncated, tt.wantErr)
 			}
@@ -279,4 +267,20 @@ func TestRecoverSkipsOpenAndMissing(t *testing.T) {
 	if err != nil || side.State != StateOpen {
 		t.Errorf("live recording's sidecar: got %+v, %v; want still open", side, err)
 	}
+}
+
+// countEvents reads seq to its end: how many events it gave, whether it
+// ended with ErrTruncated, and whether it gave any other error.
+func countEvents(seq iter.Seq2[Event, error]) (n int, truncated, bad bool) {
+	for _, err := range seq {
+		switch {
+		case errors.Is(err, ErrTruncated):
+			truncated = true
+		case err != nil:
+			bad = true
+		default:
+			n++
+		}
+	}
+	return n, truncated, bad
 }

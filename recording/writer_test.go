@@ -2,7 +2,6 @@ package recording
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -186,20 +185,7 @@ func TestReadCompressedDamage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, seq := ReadCast(bytes.NewReader(tt.content))
-			var (
-				n              int
-				truncated, bad bool
-			)
-			for _, err := range seq {
-				switch {
-				case errors.Is(err, ErrTruncated):
-					truncated = true
-				case err != nil:
-					bad = true
-				default:
-					n++
-				}
-			}
+			n, truncated, bad := countEvents(seq)
 			if n > tt.wantEvents || n < tt.wantEvents-1 || truncated != tt.wantTruncated || bad != tt.wantErr {
 				t.Errorf("got %d events, truncated %v, error %v; want %d, %v, %v", n, truncated, bad, tt.wantEvents, tt.wantTruncated, tt.wantErr)
 			}
