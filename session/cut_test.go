@@ -392,21 +392,11 @@ func TestCutsInOneLoop(t *testing.T) {
 			p.Cut(cause)
 			cuts.Done()
 		}
-		ctx, done, err := f.reg.Register(context.Background(), s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs[i] = registered{probe: p, ctx: ctx, done: done}
+		rs[i] = f.registerAs(t, p, s)
 	}
 	base := int64(runtime.NumGoroutine())
 	must(f.svc.Revoke(context.Background(), bob, a.ID, "incident 42"))(t)
-	done := make(chan struct{})
-	go func() { cuts.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("not every session was cut")
-	}
+	waitCuts(t, &cuts)
 	if extra, limit := peak.Load()-base, int64(runtime.GOMAXPROCS(0)+8); extra > limit {
 		t.Errorf("%d more goroutines while cutting %d sessions; want at most %d (one loop, not a goroutine each)", extra, n, limit)
 	}
@@ -444,20 +434,10 @@ func TestSeverBeforeCuts(t *testing.T) {
 			p.Cut(cause)
 			cuts.Done()
 		}
-		ctx, done, err := f.reg.Register(context.Background(), s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs[i] = registered{probe: p, ctx: ctx, done: done}
+		rs[i] = f.registerAs(t, p, s)
 	}
 	must(f.svc.Revoke(context.Background(), bob, a.ID, "incident 42"))(t)
-	done := make(chan struct{})
-	go func() { cuts.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("not every session was cut")
-	}
+	waitCuts(t, &cuts)
 	if got, want := severed.Load(), int64(n-n/5); got != want {
 		t.Errorf("Sever ran %d times; want %d (once per session that has one)", got, want)
 	}
@@ -470,5 +450,28 @@ func TestSeverBeforeCuts(t *testing.T) {
 	want := line("jitproxy: access to ubuntu@web-1 ended: amendment {id} revoked by bob@example.com: incident 42", a)
 	for _, r := range rs {
 		checkCutOnce(t, r, want, ErrRevoked)
+	}
+}
+
+// registerAs registers s (a session of p's, with its own Cut) for p,
+// failing t if the registry refuses it.
+func (f *fixture) registerAs(t *testing.T, p *probe, s Session) registered {
+	t.Helper()
+	ctx, done, err := f.reg.Register(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registered{probe: p, ctx: ctx, done: done}
+}
+
+// waitCuts waits for every Cut that cuts counts, failing t after 10 s.
+func waitCuts(t *testing.T, cuts *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cuts.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not every session was cut")
 	}
 }
