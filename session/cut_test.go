@@ -406,53 +406,6 @@ func TestCutsInOneLoop(t *testing.T) {
 	}
 }
 
-// TestSeverBeforeCuts: every session's Sever runs before any session's
-// Cut, once each, and sessions without a Sever are still cut.
-func TestSeverBeforeCuts(t *testing.T) {
-	const n = 50
-	f := newFixture(t, fixtureConfig{fake: true})
-	f.run(t)
-	a := f.active(t, "web-1", time.Hour)
-	var (
-		severed, cutsSeen atomic.Int64
-		early             atomic.Int64 // Cuts that ran before every Sever had
-		cuts              sync.WaitGroup
-	)
-	cuts.Add(n)
-	rs := make([]registered, n)
-	for i := range n {
-		p := newProbe(fmt.Sprintf("s%03d", i), nil)
-		s := p.session(a, false)
-		if i%5 != 0 { // every fifth session has no Sever
-			s.Sever = func() { severed.Add(1) }
-		}
-		s.Cut = func(cause *Ended) {
-			if severed.Load() != n-n/5 {
-				early.Add(1)
-			}
-			cutsSeen.Add(1)
-			p.Cut(cause)
-			cuts.Done()
-		}
-		rs[i] = f.registerAs(t, p, s)
-	}
-	must(f.svc.Revoke(context.Background(), bob, a.ID, "incident 42"))(t)
-	waitCuts(t, &cuts)
-	if got, want := severed.Load(), int64(n-n/5); got != want {
-		t.Errorf("Sever ran %d times; want %d (once per session that has one)", got, want)
-	}
-	if e := early.Load(); e != 0 {
-		t.Errorf("%d Cuts ran before every Sever had; want the Severs first", e)
-	}
-	if c := cutsSeen.Load(); c != n {
-		t.Errorf("%d Cuts; want %d", c, n)
-	}
-	want := line("jitproxy: access to ubuntu@web-1 ended: amendment {id} revoked by bob@example.com: incident 42", a)
-	for _, r := range rs {
-		checkCutOnce(t, r, want, ErrRevoked)
-	}
-}
-
 // registerAs registers s (a session of p's, with its own Cut) for p,
 // failing t if the registry refuses it.
 func (f *fixture) registerAs(t *testing.T, p *probe, s Session) registered {

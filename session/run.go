@@ -202,37 +202,31 @@ func (r *Registry) updateLocked(a *amendment.Amendment, now time.Time) ([]*live,
 	return nil, ended{}
 }
 
-// cut cuts every session in ls and returns when every Cut has. Two loops
-// walk ls, each shared by up to GOMAXPROCS goroutines (the caller's and
-// cutWorkers-1 more) taking the next session: the first calls every
-// session's Sever (its latency is taken when Sever returns), the second
-// cancels each session with its cause and calls its Cut (a session with
-// no Sever has its latency taken when Cut returns). Both are O(µs) per
-// session, so 1,000 sessions take a few ms; the metrics and log lines
-// follow the loops, so that they do not delay the later cuts.
+// cut cuts every session in ls and returns when every Cut has. One loop
+// walks ls, shared by up to GOMAXPROCS goroutines (the caller's and
+// cutWorkers-1 more), each taking the next session: a session is cancelled
+// with its cause and its Cut called, and its latency taken the moment Cut
+// returns. Cut is O(µs) (it shuts the sockets and returns), so 1,000
+// sessions take a few ms; the metrics and log lines follow the loop, so
+// that they do not delay the later cuts.
 func (r *Registry) cut(ls []*live, why ended) {
 	if len(ls) == 0 {
 		return
 	}
 	lat := make([]time.Duration, len(ls))
 	causes := make([]Ended, len(ls))
-	// First every session's Sever, in a tight loop that wakes nothing it
-	// has to wait for; then the Cuts, which cancel contexts and wake the
-	// sessions' goroutines. Severing first keeps the later sessions from
-	// waiting, runnable, behind the goroutines the earlier cuts woke.
-	sever := func(i int) {
-		if f := ls[i].s.Sever; f != nil {
-			f()
-			lat[i] = r.latency(why)
+	var next atomic.Int64
+	loop := func() {
+		for i := int(next.Add(1) - 1); i < len(ls); i = int(next.Add(1) - 1) {
+			lat[i] = r.cutOne(ls[i], why, &causes[i])
 		}
 	}
-	r.eachOf(len(ls), sever)
-	r.eachOf(len(ls), func(i int) {
-		d := r.cutOne(ls[i], why, &causes[i])
-		if ls[i].s.Sever == nil {
-			lat[i] = d
-		}
-	})
+	var wg sync.WaitGroup
+	for range min(cutWorkers(), len(ls)) - 1 {
+		wg.Go(loop)
+	}
+	loop()
+	wg.Wait()
 	for i, l := range ls {
 		r.metrics.end(string(l.s.Kind), why.label, lat[i])
 		c := &causes[i]
@@ -245,32 +239,6 @@ func (r *Registry) cut(ls []*live, why ended) {
 // may use.
 func cutWorkers() int { return runtime.GOMAXPROCS(0) }
 
-// eachOf calls f(0) … f(n-1) in one loop shared by up to cutWorkers
-// goroutines (the caller's among them), each taking the next index, and
-// returns when every call has.
-func (r *Registry) eachOf(n int, f func(i int)) {
-	var next atomic.Int64
-	loop := func() {
-		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-			f(i)
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(cutWorkers(), n) - 1 {
-		wg.Go(loop)
-	}
-	loop()
-	wg.Wait()
-}
-
-// latency is the cut latency now: from why's origin, or -1 if it has none.
-func (r *Registry) latency(why ended) time.Duration {
-	if why.origin.IsZero() {
-		return -1
-	}
-	return max(r.now().Sub(why.origin), 0)
-}
-
 // cutOne cancels l with why's cause (its own copy in cause, naming what l
 // reached) and cuts it; it returns the cut latency, from why's origin to
 // Cut returning, or -1 if why has no origin.
@@ -282,7 +250,10 @@ func (r *Registry) cutOne(l *live, why ended, cause *Ended) time.Duration {
 	}
 	l.cancel(cause)
 	l.s.Cut(cause)
-	return r.latency(why)
+	if why.origin.IsZero() {
+		return -1
+	}
+	return max(r.now().Sub(why.origin), 0)
 }
 
 // shutdown closes the registry when Run returns: no new sessions, no

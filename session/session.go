@@ -95,17 +95,6 @@ type Session struct {
 	// cannot block, shut the sockets (shutdown(2)), and leave closing,
 	// logging and audit rows to the session's own goroutines. Required.
 	Cut func(cause *Ended)
-	// Sever, if set, ends the person's reach to the target at once, e.g.
-	// shutdown(2) of the target connection, before any Cut runs: the
-	// registry calls it for every session of the amendment in one tight
-	// loop, and then the Cuts. It must not lock what the session's own
-	// goroutines hold, allocate much, or block; it may run while the
-	// session is still starting (then it does nothing) and must be safe
-	// to run twice. The session must treat the target's hang-up that
-	// follows as the cut's (its Cut comes next), not as the target's.
-	// When it is set, the cut latency is taken when Sever returns: that is
-	// when access ended. Optional.
-	Sever func()
 	// Warn shows the person one line ahead of expiry (interactive
 	// sessions only). It may run concurrently with Cut and must not block
 	// for long. nil means the session is never warned.

@@ -219,7 +219,6 @@ func (ch *channel) abort(err error) {
 // target's exit status after the last output, or, if the session was cut
 // (and the cut did not say goodbye already), with the cut's line.
 func (ch *channel) finish() {
-	ch.ss.awaitCut()
 	if cause := ch.ss.cutError(); cause != nil {
 		ch.goodbye(cause)
 		return

@@ -47,14 +47,6 @@ type sshSession struct {
 	// upConn is the TCP connection under upstream, which a cut shuts
 	// down; set with upstream.
 	upConn net.Conn
-	// severable is upConn for sever, which must not take mu.
-	severable atomic.Pointer[net.Conn]
-	// severed is set by sever before it shuts the target's connection
-	// down; the cut follows at once. Until it has (cutSet), the paths that
-	// react to the target hanging up wait for it (awaitCut): the session
-	// then ends as cut, with the person's line, not as "target hung up".
-	severed atomic.Bool
-	cutSet  chan struct{} // closed by cut once cutCause is set
 
 	// wg counts the session's goroutines; serve waits for it.
 	wg sync.WaitGroup
@@ -221,9 +213,6 @@ func (ss *sshSession) cut(cause error) {
 		return
 	}
 	ss.cutCause = cause
-	if ss.cutSet != nil {
-		close(ss.cutSet)
-	}
 	upConn, client := ss.upConn, ss.client
 	chs := make([]*channel, 0, len(ss.channels))
 	for ch := range ss.channels {
@@ -263,32 +252,6 @@ func (ss *sshSession) sayGoodbye(chs []*channel, cause error) {
 		uncork()
 	}
 	shutdown(ss.conn, shutWrite)
-}
-
-// sever shuts the target's connection down (both ways), which ends the
-// person's reach to the target; the registry calls it for every session of
-// an amendment in one loop before their cuts. It takes no lock; before the
-// upstream connection exists it does nothing (the cut refuses the login
-// then).
-func (ss *sshSession) sever() {
-	if c := ss.severable.Load(); c != nil {
-		ss.severed.Store(true)
-		shutdown(*c, shutReadWrite)
-	}
-}
-
-// awaitCut waits, after a sever, for the cut that follows it (at most
-// cutGrace), so that whoever saw the target hang up sees the cut's cause.
-func (ss *sshSession) awaitCut() {
-	if !ss.severed.Load() {
-		return
-	}
-	t := time.NewTimer(cutGrace)
-	defer t.Stop()
-	select {
-	case <-ss.cutSet:
-	case <-t.C:
-	}
 }
 
 // cutError returns why the session was cut, or nil.
@@ -454,7 +417,6 @@ func (ss *sshSession) upstreamLoop(up gossh.Conn) {
 		}
 	}
 	err := up.Wait()
-	ss.awaitCut()
 	// The target hung up (or a cut shut it): the channels end on their
 	// own; the client gets a moment to hear about it.
 	ss.cancel(fmt.Errorf("%w: %v", errUpstreamClosed, err))

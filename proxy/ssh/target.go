@@ -27,7 +27,6 @@ func (s *Server) serveTarget(c net.Conn, t *target, in inbound, log zerolog.Logg
 		return
 	}
 	ss := &sshSession{
-		cutSet:   make(chan struct{}),
 		srv:      s,
 		id:       newID(),
 		t:        t,
@@ -123,7 +122,6 @@ func (ss *sshSession) start(person, login string) (err error) {
 		Interactive: true, // a login may open a shell at any time; Warn writes only to pty channels
 		Amendment:   a,
 		Cut:         func(e *session.Ended) { ss.cut(e) },
-		Sever:       ss.sever,
 		Warn:        ss.warn,
 	})
 	if err != nil {

@@ -62,7 +62,6 @@ func (ss *sshSession) dial(ctx context.Context) error {
 	ss.mu.Lock()
 	ss.upstream, ss.upConn = conn, c
 	ss.mu.Unlock()
-	ss.severable.Store(&c)
 	ss.upChans, ss.upReqs = chans, reqs
 	return nil
 }
