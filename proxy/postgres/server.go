@@ -17,15 +17,14 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"net"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/jitproxy/jitproxy/proxy/conns"
 )
 
 // cutGrace is how long a cut or shut-down session may take to reach a
@@ -55,13 +54,14 @@ type Server struct {
 	// wg counts every goroutine the server starts; Shutdown waits for it.
 	wg sync.WaitGroup
 
-	mu        sync.Mutex // guards listeners, conns, sessions, keys, closed and idle
-	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}   // accepted connections not yet closed
-	sessions  map[*pgSession]struct{} // sessions past startup not yet ended
-	keys      map[uint32]*pgSession   // by the process ID the proxy gave the client
-	closed    bool                    // Shutdown has begun
-	idle      chan struct{}           // closed (and replaced) whenever sessions becomes empty
+	// conns is the listeners and the accepted connections.
+	conns *conns.Set
+
+	mu       sync.Mutex              // guards sessions, keys, closed and idle
+	sessions map[*pgSession]struct{} // sessions past startup not yet ended
+	keys     map[uint32]*pgSession   // by the process ID the proxy gave the client
+	closed   bool                    // Shutdown has begun
+	idle     chan struct{}           // closed (and replaced) whenever sessions becomes empty
 }
 
 // maxRecordedMessage is the least bound on the messages the relay decodes.
@@ -89,8 +89,7 @@ func New(cfg Config) (*Server, error) {
 		maxRelayMessage: max(cfg.MaxMessageBytes, maxRecordedMessage),
 		ctx:             ctx,
 		cancel:          cancel,
-		listeners:       make(map[net.Listener]struct{}),
-		conns:           make(map[net.Conn]struct{}),
+		conns:           conns.New("pgproxy", ErrServerClosed, cfg.Logger),
 		sessions:        make(map[*pgSession]struct{}),
 		keys:            make(map[uint32]*pgSession),
 		idle:            make(chan struct{}),
@@ -100,67 +99,7 @@ func New(cfg Config) (*Server, error) {
 // Serve accepts connections on ln until Shutdown, which makes it return
 // ErrServerClosed. It closes ln.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-		ln.Close()
-	}()
-
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
-				select {
-				case <-time.After(backoff):
-				case <-s.ctx.Done():
-					return ErrServerClosed
-				}
-				continue
-			}
-			return fmt.Errorf("pgproxy: accept: %w", err)
-		}
-		backoff = 0
-		if !s.track(c) {
-			c.Close()
-			return ErrServerClosed
-		}
-		s.wg.Go(func() { s.handleConn(c) })
-	}
-}
-
-// track adds an accepted connection; it reports false after Shutdown.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-// untrack closes and forgets an accepted connection.
-func (s *Server) untrack(c net.Conn) {
-	c.Close()
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	return s.conns.Serve(ln, func(c net.Conn) { s.wg.Go(func() { s.handleConn(c) }) })
 }
 
 // Shutdown stops accepting, cuts every live session with the cause "proxy
@@ -170,9 +109,6 @@ func (s *Server) untrack(c net.Conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
 	sessions := make([]*pgSession, 0, len(s.sessions))
 	for ss := range s.sessions {
 		sessions = append(sessions, ss)
@@ -182,6 +118,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		idle = nil
 	}
 	s.mu.Unlock()
+	s.conns.Close()
 	s.cancel(errShutdown)
 
 	for _, ss := range sessions {
@@ -198,11 +135,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		t.Stop()
 	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.conns.CloseAll()
 
 	done := make(chan struct{})
 	go func() {

@@ -59,18 +59,18 @@ type hello struct {
 }
 
 // handleConn runs one accepted connection: startup, then a cancel request
-// or a session, and untracks it at the end. A session is served on a
+// or a session, and forgets it at the end. A session is served on a
 // goroutine of its own: this one's stack grew through the handshake and the
 // login, and a fresh one's stays small while the session idles.
 func (s *Server) handleConn(c net.Conn) {
 	ss := s.startConn(c)
 	if ss == nil {
-		s.untrack(c)
+		s.conns.Forget(c)
 		return
 	}
 	ss.begin()
 	s.wg.Go(func() {
-		defer s.untrack(c)
+		defer s.conns.Forget(c)
 		ss.serve()
 	})
 }

@@ -17,13 +17,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/jitproxy/jitproxy/proxy/conns"
 )
 
 // cutGrace is how long a cut session's client connection stays open after
@@ -58,9 +58,10 @@ type Server struct {
 	// before it returns. Shutdown waits for wg.
 	wg sync.WaitGroup
 
-	mu        sync.Mutex // guards listeners, conns, sessions, perPerson, closed and idle
-	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}    // accepted connections not yet closed
+	// conns is the listeners and the accepted connections.
+	conns *conns.Set
+
+	mu        sync.Mutex               // guards sessions, perPerson, closed and idle
 	sessions  map[*sshSession]struct{} // admitted sessions not yet ended
 	perPerson map[string]int           // admitted sessions by person
 	closed    bool                     // Shutdown has begun
@@ -80,8 +81,7 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		ctx:       ctx,
 		cancel:    cancel,
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[net.Conn]struct{}),
+		conns:     conns.New("sshproxy", ErrServerClosed, cfg.Logger),
 		sessions:  make(map[*sshSession]struct{}),
 		perPerson: make(map[string]int),
 		idle:      make(chan struct{}),
@@ -91,77 +91,12 @@ func New(cfg Config) (*Server, error) {
 // Serve accepts connections on ln until Shutdown, which makes it return
 // ErrServerClosed. It closes ln.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-		ln.Close()
-	}()
-
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.shuttingDown() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
-				select {
-				case <-time.After(backoff):
-				case <-s.ctx.Done():
-					return ErrServerClosed
-				}
-				continue
-			}
-			return fmt.Errorf("sshproxy: accept: %w", err)
-		}
-		backoff = 0
-		if !s.track(c) {
-			c.Close()
-			return ErrServerClosed
-		}
+	return s.conns.Serve(ln, func(c net.Conn) {
 		s.wg.Go(func() {
-			defer s.untrack(c)
+			defer s.conns.Forget(c)
 			s.handleConn(c)
 		})
-	}
-}
-
-// shuttingDown reports whether Shutdown has begun.
-func (s *Server) shuttingDown() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
-// track adds an accepted connection; it reports false after Shutdown.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-// untrack closes and forgets an accepted connection.
-func (s *Server) untrack(c net.Conn) {
-	c.Close()
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	})
 }
 
 // handleConn reads the first line of an accepted connection and serves it
@@ -214,9 +149,6 @@ func notATarget(name string) *userError {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
 	sessions := make([]*sshSession, 0, len(s.sessions))
 	for ss := range s.sessions {
 		sessions = append(sessions, ss)
@@ -226,6 +158,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		idle = nil
 	}
 	s.mu.Unlock()
+	s.conns.Close()
 	s.cancel(errShutdown)
 
 	for _, ss := range sessions {
@@ -242,11 +175,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		t.Stop()
 	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.conns.CloseAll()
 
 	done := make(chan struct{})
 	go func() {
