@@ -7,6 +7,7 @@
 package conns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -143,5 +144,35 @@ func (s *Set) CloseAll() {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.Close()
+	}
+}
+
+// Drain is the end of a shutdown, after Close and after the server has
+// cut its sessions: it waits for idle to be closed (the sessions ended;
+// nil means there were none), at most grace (the time the cut lines get
+// to reach people) or until ctx ends; then it closes every connection
+// left (those still in their handshake included) and waits for wg, the
+// server's goroutines, or for ctx to end, when it returns ctx's error.
+func (s *Set) Drain(ctx context.Context, idle <-chan struct{}, grace time.Duration, wg *sync.WaitGroup) error {
+	if idle != nil {
+		t := time.NewTimer(grace)
+		select {
+		case <-idle:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	s.CloseAll()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

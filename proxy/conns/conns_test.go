@@ -2,6 +2,7 @@ package conns
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -180,5 +181,45 @@ func TestOutOfFilesBacksOff(t *testing.T) {
 	// Every connection dialled is served once descriptors are back.
 	for range clients {
 		next(t, accepted, "connection accepted after the backoff")
+	}
+}
+
+// TestDrain: Drain waits for idle (at most grace), then closes every
+// connection left and waits for the server's goroutines, or for ctx.
+func TestDrain(t *testing.T) {
+	s := New("test", errClosed, zerolog.Nop())
+	addr, accepted, _ := serve(t, s)
+	client, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server := next(t, accepted, "accepted connection")
+	s.Close()
+
+	// A goroutine of the server's that ends when its connection is closed.
+	var wg sync.WaitGroup
+	wg.Go(func() { io.Copy(io.Discard, server) })
+	idle := make(chan struct{}) // the sessions never end: grace runs out
+	start := time.Now()
+	if err := s.Drain(context.Background(), idle, 50*time.Millisecond, &wg); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Errorf("Drain returned after %v, before the grace ran out", d)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Errorf("the connection is still open after Drain: %v", err)
+	}
+
+	// A goroutine that never ends: Drain gives up when ctx does.
+	var stuck sync.WaitGroup
+	stuck.Add(1)
+	defer stuck.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Drain(ctx, nil, time.Hour, &stuck); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Drain with a stuck goroutine: %v; want ctx's error", err)
 	}
 }

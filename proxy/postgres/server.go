@@ -126,28 +126,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// Give the goodbyes their grace, then close whatever is left,
 	// connections still in startup included.
-	if idle != nil {
-		t := time.NewTimer(cutGrace)
-		select {
-		case <-idle:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	}
-	s.conns.CloseAll()
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.conns.Drain(ctx, idle, cutGrace, &s.wg)
 }
 
 // admit adds a session past startup and gives it the cancel key the client

@@ -166,28 +166,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// Give the cut lines their grace, then close whatever is left: the
 	// connections still handshaking and the ssh -J outer connections.
-	if idle != nil {
-		t := time.NewTimer(cutGrace)
-		select {
-		case <-idle:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	}
-	s.conns.CloseAll()
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.conns.Drain(ctx, idle, cutGrace, &s.wg)
 }
 
 // admit counts a new session for person; it refuses one over
