@@ -35,13 +35,7 @@ func TestRawPipeReadsOncePerBatch(t *testing.T) {
 	p.getBuf = func() *[]byte { held.Add(1); return ptr(make([]byte, relayBufSize)) }
 	p.putBuf = func(*[]byte) { held.Add(-1) }
 	done := make(chan error, 1)
-	go func() {
-		var err error
-		for err == nil {
-			err = p.step()
-		}
-		done <- err
-	}()
+	go func() { done <- runPipe(p) }()
 
 	const batches = 200
 	var sent []byte

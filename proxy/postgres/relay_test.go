@@ -114,10 +114,7 @@ func conversation(t *testing.T, tr *tracker, steps ...[2][]byte) {
 			var n atomic.Int64
 			p := &pipe{src: bytes.NewReader(data), dst: &out, f: f, buf: ptr(make([]byte, relayBufSize)), limit: 1 << 20, count: &n,
 				getBuf: func() *[]byte { return ptr(make([]byte, relayBufSize)) }, putBuf: func(*[]byte) {}}
-			var err error
-			for err == nil {
-				err = p.step()
-			}
+			err := runPipe(p)
 			if err != io.EOF {
 				t.Fatalf("relay: %v", err)
 			}
@@ -272,10 +269,7 @@ func TestPipeBuffers(t *testing.T) {
 	var gets, puts int
 	p := &pipe{src: &chunkReader{data: data, n: 1000}, dst: &out, f: clientFramer{tr, new(atomic.Bool)}, buf: ptr(make([]byte, relayBufSize)), limit: 4 * relayBufSize, count: &n,
 		getBuf: func() *[]byte { gets++; return ptr(make([]byte, relayBufSize)) }, putBuf: func(*[]byte) { puts++ }}
-	var err error
-	for err == nil {
-		err = p.step()
-	}
+	err := runPipe(p)
 	if err != io.EOF || !bytes.Equal(out.Bytes(), data) || n.Load() != int64(len(data)) {
 		t.Fatalf("relayed %d bytes (counted %d), %v; want %d, EOF", out.Len(), n.Load(), err, len(data))
 	}
@@ -626,10 +620,7 @@ func TestPipeCoalesces(t *testing.T) {
 			var n atomic.Int64
 			newBuf := func() *[]byte { return ptr(make([]byte, relayBufSize)) }
 			p := &pipe{src: &readsReader{reads: tt.reads}, dst: &out, f: f, limit: 1 << 20, count: &n, getBuf: newBuf, putBuf: func(*[]byte) {}}
-			var err error
-			for err == nil {
-				err = p.step()
-			}
+			err := runPipe(p)
 			if err != io.EOF || !bytes.Equal(out.Bytes(), want) {
 				t.Fatalf("relayed %d bytes, %v; want %d, EOF", out.Len(), err, len(want))
 			}
@@ -687,13 +678,7 @@ func TestPipeIdleHoldsNoBuffer(t *testing.T) {
 			p.getBuf = func() *[]byte { held.Add(1); return ptr(make([]byte, relayBufSize)) }
 			p.putBuf = func(*[]byte) { held.Add(-1) }
 			done := make(chan error, 1)
-			go func() {
-				var err error
-				for err == nil {
-					err = p.step()
-				}
-				done <- err
-			}()
+			go func() { done <- runPipe(p) }()
 			var sent []byte
 			for i, m := range [][]byte{query("select 1"), query(strings.Repeat("x", 3*smallReadSize)), query("select 2")} {
 				if _, err := client.Write(m); err != nil {
@@ -741,4 +726,14 @@ func (b *lockedBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return bytes.Clone(b.buf.Bytes())
+}
+
+// runPipe steps p until it fails, and returns the error (io.EOF at the
+// end of its input).
+func runPipe(p *pipe) error {
+	for {
+		if err := p.step(); err != nil {
+			return err
+		}
+	}
 }
