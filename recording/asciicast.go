@@ -232,6 +232,10 @@ func (c *Cast) encode(batch []byte) error {
 		mark := len(w.content)
 		w.content = appendEventStart(w.content, el, code)
 		body := len(w.content)
+		// kept: the event was started for good. A spill may write its
+		// start out and empty w.content part-way through, so only this
+		// says whether it needs its closing `"]`.
+		kept := false
 		for first := true; len(data) > 0 || first; first = false {
 			step := data[:min(len(data), escapeStep)]
 			data = data[len(step):]
@@ -244,13 +248,14 @@ func (c *Cast) encode(batch []byte) error {
 				w.content = w.content[:mark] // nothing whole to record yet
 				break
 			}
+			kept = true
 			if len(data) > 0 {
 				if err := w.spillIfFull(); err != nil {
 					return err
 				}
 			}
 		}
-		if len(w.content) > mark {
+		if kept {
 			w.content = append(w.content, "\"]\n"...)
 		}
 		if err := w.spillIfFull(); err != nil {

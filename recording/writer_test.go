@@ -226,3 +226,29 @@ func TestCastHugeWrite(t *testing.T) {
 		t.Errorf("got %d events, %d bytes, truncated %v; want %d bytes in at least 3 events", len(events), len(got), truncated, len(big))
 	}
 }
+
+// TestCastLargeEventAfterSmall: an event that fills a frame part-way
+// through, after a smaller one in the same batch, still ends with its
+// closing `"]`: every event parses, with both formats.
+func TestCastLargeEventAfterSmall(t *testing.T) {
+	for _, comp := range []Compression{CompressionNone, CompressionZstd} {
+		t.Run(string(comp), func(t *testing.T) {
+			r, _ := newRecorder(t, Config{Compression: comp})
+			c := startCast(t, r)
+			first := bytes.Repeat([]byte{1}, 100<<10) // 600 KiB once escaped
+			second := bytes.Repeat([]byte("a"), 900<<10)
+			c.Output(first)
+			c.Output(second)
+			c.Output([]byte("tail"))
+			m, err := c.Close("exit")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, events, truncated := readEvents(t, m.Path)
+			want := string(first) + string(second) + "tail"
+			if got := outputText(events); got != want || truncated {
+				t.Errorf("got %d events, %d bytes, truncated %v; want %d bytes", len(events), len(got), truncated, len(want))
+			}
+		})
+	}
+}
