@@ -224,7 +224,8 @@ func (p *pipe) process() error {
 // that came before it was read; and within one raw.Read the runtime never
 // forgets a wake-up (it does at the start of each). The deadlines still
 // interrupt: the runtime checks them before each wait, and a full read
-// returns to step, whose next raw.Read checks them too.
+// returns to step, whose next raw.Read checks them too. A Close of src
+// waits for the write in progress to dst: give dst a write deadline first.
 func (p *pipe) stepRaw() error {
 	if p.readFn == nil {
 		p.readFn = p.rawRead

@@ -220,8 +220,11 @@ func (ss *pgSession) relay() error {
 	if ss.t != nil {
 		ss.t.close()
 	}
-	ss.client.Close()
+	// The write deadline first: the client-to-target pipe may be writing
+	// to a target that stopped reading, from inside the client socket's
+	// raw read (stepRaw), and closing the client socket waits for that.
 	ss.upstream.SetWriteDeadline(time.Now().Add(cutGrace))
+	ss.client.Close()
 	err := <-upErr
 	if up.atBoundary() && !ss.terminated.Load() {
 		t, _ := (&pgproto3.Terminate{}).Encode(nil)
@@ -331,6 +334,7 @@ func (ss *pgSession) sayGoodbye(bye *userError) {
 	if live {
 		now := time.Now()
 		ss.client.SetWriteDeadline(now.Add(cutGrace))
+		up.SetWriteDeadline(now.Add(cutGrace)) // a target that stopped reading
 		up.SetReadDeadline(now)
 	}
 }
