@@ -62,10 +62,12 @@ type sshSession struct {
 	client         *gossh.ServerConn
 	channels       map[*channel]struct{} // open session channels, for warnings
 	nextChannel    int
-	cutCause       error       // why the session was cut; nil if it was not
-	closing        *time.Timer // closes conn a grace period after a cut or the target's hang-up
-	ended          bool        // serve is waiting for wg: no more goroutines
-	noMoreSessions bool        // the client sent no-more-sessions@openssh.com
+	cutCause       error            // why the session was cut; nil if it was not
+	closing        *time.Timer      // closes conn a grace period after a cut or the target's hang-up
+	ended          bool             // serve is waiting for wg: no more goroutines
+	noMoreSessions bool             // the client sent no-more-sessions@openssh.com
+	globalQueue    []*gossh.Request // global requests waiting for globalWorker, in order
+	globalBusy     bool             // globalWorker is running
 }
 
 // serve runs an authenticated session until the client's connection ends.
@@ -105,7 +107,9 @@ func (ss *sshSession) serve(sc *gossh.ServerConn, chans <-chan gossh.NewChannel,
 				reqs = nil
 				continue
 			}
-			ss.globalRequest(req)
+			if !ss.queueGlobal(req) {
+				ss.globalRequest(req)
+			}
 		}
 		if chans == nil {
 			break // the client's connection is gone
@@ -187,8 +191,11 @@ func (ss *sshSession) auditFields(f map[string]any) map[string]any {
 //  2. Each open session channel gets its goodbye, corked into one TCP
 //     segment: the cause as one line on the person's stderr, exit status
 //     255, and the channel's close. ssh prints the line and exits 255.
-//  3. The client's connection is shut down for writing: FIN after the
-//     goodbye, so its bytes are delivered, not lost to a reset.
+//  3. The client's connection is closed cutGrace after the goodbye was
+//     written, unless the client hangs up first (ssh exits when its last
+//     channel closes). It is not shut down for writing at once: during a
+//     key exchange x/crypto queues the goodbye's packets and sends them
+//     only when the exchange completes, which a FIN would cut short.
 //
 // Steps 2 and 3 run in a goroutine of the session's (see sayGoodbye); the
 // cut does not wait for it. Waiting even a millisecond per session was
@@ -221,7 +228,7 @@ func (ss *sshSession) cut(cause error) {
 	ss.mu.Unlock()
 	ss.cancel(cause)
 	if upConn != nil {
-		shutdown(upConn, shutReadWrite)
+		shutdown(upConn)
 	}
 	if client == nil {
 		// Still in the handshake: the login's refusal says why (start
@@ -232,8 +239,7 @@ func (ss *sshSession) cut(cause error) {
 }
 
 // sayGoodbye writes the cut's goodbye on each of chs, corked into one TCP
-// segment, then shuts the client's connection down for writing (which
-// sends the segment, then FIN).
+// segment, and has the client's connection closed cutGrace later.
 func (ss *sshSession) sayGoodbye(chs []*channel, cause error) {
 	// cutGrace runs from when the goodbye is written, not from the cut:
 	// on a starved machine the goodbye may come late, and must still be
@@ -251,7 +257,6 @@ func (ss *sshSession) sayGoodbye(chs []*channel, cause error) {
 		}
 		uncork()
 	}
-	shutdown(ss.conn, shutWrite)
 }
 
 // cutError returns why the session was cut, or nil.
@@ -300,12 +305,61 @@ func (ss *sshSession) warn(message string) {
 	}
 }
 
+// queueGlobal hands req to globalWorker if it must not be answered in
+// serve's loop: a forwarding request waits for the target's reply, and
+// while serve waits the client's channel opens (and, once x/crypto's queues
+// fill, all its data) wait too. Replies to global requests must keep the
+// requests' order, so once one is queued every later one queues behind it
+// until the worker is done. It reports false when serve should answer req
+// itself.
+func (ss *sshSession) queueGlobal(req *gossh.Request) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.globalBusy && !isForwardRequest(req.Type) {
+		return false
+	}
+	ss.globalQueue = append(ss.globalQueue, req)
+	if !ss.globalBusy {
+		ss.globalBusy = true
+		ss.wg.Go(ss.globalWorker)
+	}
+	return true
+}
+
+// globalWorker answers the queued global requests in order, and ends when
+// none is left.
+func (ss *sshSession) globalWorker() {
+	for {
+		ss.mu.Lock()
+		if len(ss.globalQueue) == 0 {
+			ss.globalBusy = false
+			ss.globalQueue = nil
+			ss.mu.Unlock()
+			return
+		}
+		req := ss.globalQueue[0]
+		ss.globalQueue = ss.globalQueue[1:]
+		ss.mu.Unlock()
+		ss.globalRequest(req)
+	}
+}
+
+// isForwardRequest reports whether a global request asks for (or cancels)
+// a remote forward, which goes to the target.
+func isForwardRequest(typ string) bool {
+	switch typ {
+	case "tcpip-forward", "cancel-tcpip-forward", "streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
+		return true
+	}
+	return false
+}
+
 // globalRequest answers one of the client's global requests: port
 // forwarding ones go upstream when the amendment allows it; keepalives
 // and the rest get a polite no.
 func (ss *sshSession) globalRequest(req *gossh.Request) {
-	switch req.Type {
-	case "tcpip-forward", "cancel-tcpip-forward", "streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
+	switch {
+	case isForwardRequest(req.Type):
 		if err := ss.mayForward(); err != nil {
 			ss.log.Info().Str("request", req.Type).Str("reason", reasonOf(err)).Msg("remote forwarding refused")
 			req.Reply(false, nil)
@@ -316,7 +370,7 @@ func (ss *sshSession) globalRequest(req *gossh.Request) {
 			ok = false
 		}
 		req.Reply(ok, payload)
-	case "no-more-sessions@openssh.com":
+	case req.Type == "no-more-sessions@openssh.com":
 		ss.mu.Lock()
 		ss.noMoreSessions = true
 		ss.mu.Unlock()

@@ -5,27 +5,22 @@ import (
 	"syscall"
 )
 
-// How a connection is shut down (shutdown(2)'s how).
-const (
-	shutWrite     = iota // FIN after what is already written; reads go on
-	shutReadWrite        // FIN, and reads end at once
-)
-
-// shutdown shuts c down without waiting for the goroutines reading it,
-// unlike Close, which waits for them to let go of the descriptor: a TCP
-// connection (also inside a prefixConn) gets shutdown(2), which queues a
-// FIN after the bytes already written and wakes its readers. Anything
+// shutdown shuts c down both ways without waiting for the goroutines
+// reading it, unlike Close, which waits for them to let go of the
+// descriptor: a TCP connection (also inside a prefixConn) gets
+// shutdown(2), which queues a FIN after the bytes already written and
+// wakes its readers. Anything
 // else (a -J channel) is closed: its close follows the data already sent
 // on it (its CloseWrite would race with the inner transport's writes).
 // The descriptor itself is closed later, by the session's own goroutines.
-func shutdown(c net.Conn, how int) {
+func shutdown(c net.Conn) {
 	if pc, ok := c.(*prefixConn); ok {
 		c = pc.Conn
 	}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			var serr error
-			err := raw.Control(func(fd uintptr) { serr = shutdownFD(fd, how) })
+			err := raw.Control(func(fd uintptr) { serr = shutdownFD(fd) })
 			if err == nil && serr == nil {
 				return
 			}

@@ -13,13 +13,9 @@ import (
 // goroutine its P; the registry's cut loop would then wait, runnable,
 // behind every goroutine that the earlier cuts woke. Raw, it keeps its P.
 
-// shutdownFD is shutdown(2) on a socket.
-func shutdownFD(fd uintptr, how int) error {
-	h := syscall.SHUT_RDWR
-	if how == shutWrite {
-		h = syscall.SHUT_WR
-	}
-	if _, _, e := syscall.RawSyscall(syscall.SYS_SHUTDOWN, fd, uintptr(h), 0); e != 0 {
+// shutdownFD is shutdown(2) on a socket, both ways.
+func shutdownFD(fd uintptr) error {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SHUTDOWN, fd, uintptr(syscall.SHUT_RDWR), 0); e != 0 {
 		return e
 	}
 	return nil

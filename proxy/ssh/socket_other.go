@@ -4,9 +4,8 @@ package ssh
 
 import "errors"
 
-// shutdownFD is not used outside Linux: shutdown falls back to
-// CloseWrite and Close.
-func shutdownFD(fd uintptr, how int) error {
+// shutdownFD is not used outside Linux: shutdown falls back to Close.
+func shutdownFD(fd uintptr) error {
 	return errors.New("sshproxy: shutdown(2) is only used on Linux")
 }
 
