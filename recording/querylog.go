@@ -70,6 +70,17 @@ type Statement struct {
 	Message string
 }
 
+// size is about what s takes in the log before escaping (which grows
+// only control characters), for reserve and grow: every text field, each
+// value's quotes and comma, and room for the fixed keys and numbers.
+func (s *Statement) size() int {
+	n := len(s.Kind) + len(s.SQL) + len(s.Error) + len(s.Message) + 256
+	for _, v := range s.Values {
+		n += len(v) + 3
+	}
+	return n
+}
+
 // QueryLog records one PostgreSQL session as JSON lines. Log is safe for
 // concurrent use with itself and Close. It encodes the line into the
 // recording's pending buffer, without allocating once that has grown, and
@@ -156,10 +167,11 @@ func (w *writer) copyContent(batch []byte) error {
 func (q *QueryLog) Log(s Statement) {
 	q.w.mu.Lock()
 	defer q.w.mu.Unlock()
-	if !q.w.reserve(len(s.SQL) + 256) {
+	n := s.size()
+	if !q.w.reserve(n) {
 		return
 	}
-	q.w.grow(len(s.SQL) + 256)
+	q.w.grow(n)
 	if s.Time.IsZero() {
 		s.Time = q.w.now()
 	}
