@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,6 +137,9 @@ to where it stops, with a warning.`,
 			var f *os.File
 			if out != "" && out != "-" {
 				f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("%s exists: remove it or name another file with -o", out)
+				}
 				if err != nil {
 					return err
 				}
@@ -152,6 +156,9 @@ to where it stops, with a warning.`,
 				}
 			}
 			if err != nil {
+				if f != nil {
+					os.Remove(out) // not a partial file that looks whole
+				}
 				return fmt.Errorf("export %s: %w", m.ID, err)
 			}
 			return nil

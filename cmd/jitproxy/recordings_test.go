@@ -67,6 +67,9 @@ func TestRecordingsExport(t *testing.T) {
 			if fi, err := os.Stat(to); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("export -o mode: %v, %v; want 0600", fi, err)
 			}
+			if _, _, err := export("s1-0", "-o", to); err == nil || !strings.Contains(err.Error(), "exists: remove it or name another file with -o") {
+				t.Errorf("export -o onto an existing file: %v; want it refused, saying what to do", err)
+			}
 			if _, _, err := export("s2"); err == nil {
 				t.Error("export of a missing recording: no error")
 			}
