@@ -350,8 +350,14 @@ func (w *writer) close(reason string) (Meta, error) {
 			w.cond.Wait()
 		}
 		// No worker has the writer, and none will again: closed writers
-		// are never queued. Its file is close's now.
-		if w.err == nil {
+		// are never queued, and writes to a closed writer are dropped. Its
+		// file and buffers are close's now, so the last write, the fsync
+		// and the close run without the lock, as a worker's batch does:
+		// the Recorder's flusher, Meta and Err need not wait for the disk.
+		failed := w.err != nil
+		w.mu.Unlock()
+		var errs []error
+		if !failed {
 			err := w.encode(w.pending)
 			if err == nil && w.final != nil {
 				w.final()
@@ -359,15 +365,14 @@ func (w *writer) close(reason string) (Meta, error) {
 			if err == nil {
 				err = w.spill()
 			}
+			errs = append(errs, err)
+		}
+		errs = append(errs, w.hf.f.Sync(), w.hf.f.Close())
+		w.mu.Lock()
+		for _, err := range errs {
 			if err != nil {
 				w.fail(err)
 			}
-		}
-		if err := w.hf.f.Sync(); err != nil && w.err == nil {
-			w.fail(err)
-		}
-		if err := w.hf.f.Close(); err != nil && w.err == nil {
-			w.fail(err)
 		}
 		m := w.meta
 		m.End = w.now()
