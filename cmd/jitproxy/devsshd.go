@@ -58,6 +58,14 @@ func startDevSSHD(ctx context.Context, dir string, trustedUserCAs []byte, log ze
 	if err := os.WriteFile(caFile, trustedUserCAs, 0o600); err != nil {
 		return nil, err
 	}
+	// Sessions get a home of their own: the demo's shells do not run the
+	// account's dotfiles, which on a shared machine can be slow or hang
+	// (a version manager's lock left behind), and would make the
+	// walkthrough, the tests and the benchmarks depend on them.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, err
+	}
 	u, err := user.Current()
 	if err != nil {
 		return nil, err
@@ -86,8 +94,9 @@ StrictModes no
 AllowTcpForwarding yes
 X11Forwarding no
 Subsystem sftp internal-sftp
+SetEnv HOME=%s
 LogLevel VERBOSE
-`, port, hostKeyFile, filepath.Join(dir, "sshd.pid"), caFile, root)
+`, port, hostKeyFile, filepath.Join(dir, "sshd.pid"), caFile, root, home)
 	confFile := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		return nil, err

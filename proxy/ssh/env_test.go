@@ -384,6 +384,13 @@ func startSSHD(t testing.TB, dir string, trustedCAs []byte) *sshd {
 	}
 	caFile := filepath.Join(dir, "trusted_user_ca")
 	writeFile(t, caFile, trustedCAs, 0o644)
+	// The sessions' own HOME: shells do not run the account's dotfiles,
+	// which can be slow or hang on a shared machine (root's ran pyenv
+	// init, whose rehash lock made a shell print nothing for 20 s in CI).
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
 
 	for attempt := 0; ; attempt++ {
 		port := freePort(t)
@@ -407,6 +414,7 @@ func startSSHD(t testing.TB, dir string, trustedCAs []byte) *sshd {
 			"PrintLastLog no",
 			"Subsystem sftp internal-sftp",
 			"AcceptEnv LANG LC_*",
+			"SetEnv HOME=" + home,
 			"LogLevel VERBOSE",
 			"MaxStartups 4000",
 			"",
