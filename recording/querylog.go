@@ -150,10 +150,19 @@ func (r *Recorder) startQueryLog(meta Meta, f file) (*QueryLog, error) {
 	return &QueryLog{w: w}, nil
 }
 
-// copyContent is a query log's encode: Log encodes the lines itself.
+// copyContent is a query log's encode: Log encodes the lines itself. It
+// fills the content up to frameTarget and no further, so a frame holds
+// at most frameTarget bytes however the batch lines up with it.
 func (w *writer) copyContent(batch []byte) error {
 	for len(batch) > 0 {
-		step := batch[:min(len(batch), frameTarget)]
+		room := frameTarget - len(w.content)
+		if room <= 0 {
+			if err := w.spill(); err != nil {
+				return err
+			}
+			continue
+		}
+		step := batch[:min(len(batch), room)]
 		batch = batch[len(step):]
 		w.content = append(w.content, step...)
 		if err := w.spillIfFull(); err != nil {

@@ -3,10 +3,14 @@ package recording
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -171,5 +175,68 @@ func TestQueryLogNoAllocs(t *testing.T) {
 	q.Log(s)
 	if got := testing.AllocsPerRun(200, func() { q.Log(s) }); got != 0 {
 		t.Errorf("got %v allocations per Log; want 0", got)
+	}
+}
+
+// writeSizes is a file that remembers the size of every write after the
+// header: with CompressionNone, each is one frame's content.
+type writeSizes struct {
+	failingFile
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (f *writeSizes) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	f.sizes = append(f.sizes, len(p))
+	f.mu.Unlock()
+	return f.failingFile.Write(p)
+}
+
+// TestQueryLogFrameBound logs statements larger than a frame, after the
+// header and after smaller ones: no write holds more than frameTarget
+// bytes, and every statement arrives whole.
+func TestQueryLogFrameBound(t *testing.T) {
+	r, _ := newRecorder(t, Config{Compression: CompressionNone})
+	ff := &writeSizes{failingFile: failingFile{limit: 1 << 40}}
+	meta := Meta{ID: "p7", Kind: KindPostgres, Session: "p7", Start: t0, State: StateOpen, Path: filepath.Join(r.dir, "p7.jsonl")}
+	q, err := r.startQueryLog(meta, ff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqls := []string{
+		strings.Repeat("x", frameTarget+frameTarget/2),
+		"SELECT 1",
+		strings.Repeat("y", frameTarget-100),
+		strings.Repeat("z", 3*frameTarget/4),
+	}
+	for _, sql := range sqls {
+		q.Log(Statement{Time: t0, Kind: StatementQuery, SQL: sql})
+	}
+	if _, err := q.Close("exit"); err != nil {
+		t.Fatal(err)
+	}
+	ff.mu.Lock()
+	sizes := slices.Clone(ff.sizes)
+	ff.mu.Unlock()
+	for i, n := range sizes {
+		if n > frameTarget {
+			t.Errorf("write %d of %d holds %d bytes; want at most frameTarget (%d)", i, len(sizes), n, frameTarget)
+		}
+	}
+	var got []string
+	for line := range strings.Lines(string(ff.Bytes())) {
+		var s struct {
+			Type, SQL string
+		}
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatalf("line %.80q: %v", line, err)
+		}
+		if s.Type == "statement" {
+			got = append(got, s.SQL)
+		}
+	}
+	if !slices.Equal(got, sqls) {
+		t.Errorf("got %d statements back; want the %d logged, whole", len(got), len(sqls))
 	}
 }
