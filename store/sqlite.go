@@ -213,6 +213,18 @@ func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) error, committed
 	}
 	defer func() { <-s.wsem }()
 
+	if err := s.inTx(ctx, fn); err != nil {
+		return err
+	}
+	if committed != nil {
+		committed()
+	}
+	return nil
+}
+
+// inTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it; a
+// failed fn rolls it back. The caller holds wsem.
+func (s *SQLite) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see _txlock)
 	if err != nil {
 		return err
@@ -221,13 +233,7 @@ func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) error, committed
 		_ = tx.Rollback() // the error that matters is fn's
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	if committed != nil {
-		committed()
-	}
-	return nil
+	return tx.Commit()
 }
 
 // Subscribe returns committed amendment changes in commit order until ctx

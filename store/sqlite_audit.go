@@ -137,14 +137,9 @@ func (s *SQLite) commitAudits(batch []*auditAppend) {
 	}
 	ctx := context.WithoutCancel(live[0].ctx)
 	var sealed []*auditAppend
-	err := func() error {
-		tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see _txlock)
-		if err != nil {
-			return err
-		}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		seq, prev, err := lastAudit(ctx, tx)
 		if err != nil {
-			_ = tx.Rollback()
 			return err
 		}
 		for _, a := range live {
@@ -154,15 +149,14 @@ func (s *SQLite) commitAudits(batch []*auditAppend) {
 				continue
 			}
 			if err := insertAudit(ctx, tx, &e); err != nil {
-				_ = tx.Rollback()
 				return err
 			}
 			a.e = e
 			seq, prev = e.Seq, e.Hash
 			sealed = append(sealed, a)
 		}
-		return tx.Commit()
-	}()
+		return nil
+	})
 	if err != nil {
 		for _, a := range live {
 			a.settle(err) // settle does nothing to the ones already settled

@@ -3,6 +3,8 @@ package store
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,5 +104,89 @@ func TestAppendAuditGroupCommit(t *testing.T) {
 		if s := stored[e.Seq]; s.Hash != e.Hash || s.PrevHash != e.PrevHash || string(s.Data) != string(e.Data) {
 			t.Errorf("append %d returned seq %d hash %s; the store holds hash %s there", i, e.Seq, e.Hash, s.Hash)
 		}
+	}
+}
+
+// TestAppendAuditGroupCommitFailures: in one group commit, an event that
+// cannot be sealed fails alone, and a failed insert fails the whole batch
+// with nothing of it stored; the chain verifies and the next append goes
+// on from its old head. The insert failure is SQLite's own: a trigger
+// aborts the insert of an event of type "poison".
+func TestAppendAuditGroupCommitFailures(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	s, err := OpenSQLite(t.Context(), SQLiteConfig{Path: path, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER poison BEFORE INSERT ON audit
+		WHEN NEW.type = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END`); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	ev := func(typ string, data string) audit.Event {
+		return audit.Event{Time: at, Type: typ, Actor: "alice@example.com", Data: []byte(data)}
+	}
+	head, err := s.AppendAudit(ctx, ev(audit.TypeLogin, `{"i":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// appendTogether queues events while the write lock is held, so that
+	// they commit as one batch, and returns each one's error.
+	appendTogether := func(events ...audit.Event) []error {
+		s.wsem <- struct{}{}
+		errs := make([]error, len(events))
+		var wg sync.WaitGroup
+		for i, e := range events {
+			wg.Go(func() { _, errs[i] = s.AppendAudit(ctx, e) })
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			s.audits.mu.Lock()
+			queued := len(s.audits.waiting)
+			s.audits.mu.Unlock()
+			if queued == len(events) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d appends queued", queued, len(events))
+			}
+		}
+		<-s.wsem
+		wg.Wait()
+		return errs
+	}
+	errs := appendTogether(ev(audit.TypeSessionEnd, `{"i":1}`), ev(audit.TypeSessionEnd, `{not json`), ev(audit.TypeSessionEnd, `{"i":3}`))
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Fatalf("a batch with one event that is not JSON: errors %v; want only the second to fail", errs)
+	}
+	errs = appendTogether(ev(audit.TypeSessionEnd, `{"i":4}`), ev("poison", `{}`), ev(audit.TypeSessionEnd, `{"i":6}`))
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "poisoned") {
+			t.Errorf("append %d of a batch whose insert failed: %v; want the insert's error", i, err)
+		}
+	}
+	next, err := s.AppendAudit(ctx, ev(audit.TypeSessionEnd, `{"i":7}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Seq != head.Seq+3 {
+		t.Errorf("the append after the failed batch got seq %d; want %d (the head, then two from the first batch)", next.Seq, head.Seq+3)
+	}
+	var data []string
+	sum, err := audit.Verify(func(yield func(audit.Event, error) bool) {
+		for e, err := range s.AuditEvents(ctx, 0) {
+			data = append(data, string(e.Data))
+			if !yield(e, err) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("the chain does not verify: %v", err)
+	}
+	if want := []string{`{"i":0}`, `{"i":1}`, `{"i":3}`, `{"i":7}`}; sum.Events != 4 || !slices.Equal(data, want) {
+		t.Errorf("stored data %q; want %q", data, want)
 	}
 }
