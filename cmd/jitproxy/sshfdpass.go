@@ -3,14 +3,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -115,39 +113,12 @@ func peekAnswer(conn *net.TCPConn) error {
 	if perr != nil {
 		return fmt.Errorf("sshproxy: read from bastion: %w", perr)
 	}
-	if n > 0 && !isRefusalPrefix(first[:n]) {
+	if n > 0 && first[0] != sshproxy.PreambleError[0] {
 		return nil
 	}
 	// A refusal, or the connection closed: read the line (the bastion
 	// closes after it), as the relay does.
-	buf := make([]byte, sshproxy.MaxPreambleLine)
-	n = 0
-	for n < len(buf) && (n < len(sshproxy.PreambleError) || bytes.IndexByte(buf[:n], '\n') < 0) {
-		m, err := conn.Read(buf[n:])
-		n += m
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return err
-			}
-			break
-		}
-	}
-	got := buf[:n]
-	if !isRefusalPrefix(got) {
-		return fmt.Errorf("sshproxy: the bastion answered %q: neither an SSH version nor a refusal", got)
-	}
-	if n < len(sshproxy.PreambleError) {
-		return &sshproxy.RefusedError{Reason: "jitproxy: the bastion closed the connection before the SSH handshake"}
-	}
-	line, _, _ := bytes.Cut(got[len(sshproxy.PreambleError):], []byte("\n"))
-	return &sshproxy.RefusedError{Reason: strings.TrimSpace(string(line))}
-}
-
-// isRefusalPrefix reports whether b starts like a refusal: it is a prefix
-// of JITPROXY-ERROR, or starts with it.
-func isRefusalPrefix(b []byte) bool {
-	k := min(len(b), len(sshproxy.PreambleError))
-	return string(b[:k]) == sshproxy.PreambleError[:k]
+	return sshproxy.ReadRefusal(conn, nil)
 }
 
 // sendConn hands conn's socket to the process at the other end of out, in

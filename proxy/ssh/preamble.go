@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 )
 
@@ -123,14 +124,7 @@ func proxyDown(conn net.Conn, stdout io.Writer) error {
 		return fmt.Errorf("sshproxy: read from bastion: %w", err)
 	}
 	if bytes.HasPrefix([]byte(PreambleError), buf[:min(n, len(PreambleError))]) {
-		// A refusal: read the rest of its line (the bastion closes after it).
-		for err == nil && bytes.IndexByte(buf[:n], '\n') < 0 && n < MaxPreambleLine {
-			var m int
-			m, err = conn.Read(buf[n:MaxPreambleLine])
-			n += m
-		}
-		line, _, _ := bytes.Cut(bytes.TrimPrefix(buf[:n], []byte(PreambleError)), []byte("\n"))
-		return &RefusedError{Reason: strings.TrimSpace(string(line))}
+		return ReadRefusal(conn, buf[:n])
 	}
 	if _, err := stdout.Write(buf[:n]); err != nil {
 		return err
@@ -139,6 +133,35 @@ func proxyDown(conn net.Conn, stdout io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// ReadRefusal reads the rest of the bastion's refusal from r, once its
+// first bytes, got (none if the connection closed at once), started like
+// PreambleError, and returns it as a *RefusedError: the line, or that the
+// bastion closed before the SSH handshake. It reads up to the end of the
+// line, at most MaxPreambleLine bytes in all; a deadline that passes
+// while it reads comes back as the error it is.
+func ReadRefusal(r io.Reader, got []byte) error {
+	buf := make([]byte, MaxPreambleLine)
+	n := copy(buf, got)
+	var err error
+	for err == nil && n < len(buf) && (n < len(PreambleError) || bytes.IndexByte(buf[:n], '\n') < 0) {
+		var m int
+		m, err = r.Read(buf[n:])
+		n += m
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	got = buf[:n]
+	if k := min(n, len(PreambleError)); string(got[:k]) != PreambleError[:k] {
+		return fmt.Errorf("sshproxy: the bastion answered %q: neither an SSH version nor a refusal", got)
+	}
+	if n < len(PreambleError) {
+		return &RefusedError{Reason: "jitproxy: the bastion closed the connection before the SSH handshake"}
+	}
+	line, _, _ := bytes.Cut(got[len(PreambleError):], []byte("\n"))
+	return &RefusedError{Reason: strings.TrimSpace(string(line))}
 }
 
 // firstLine is what sniff found at the start of a connection.

@@ -102,7 +102,9 @@ func TestProxyCommand(t *testing.T) {
 		{"relays", "SSH-2.0-jitproxy\r\nbinary\x00stuff", "SSH-2.0-jitproxy\r\nbinary\x00stuff", ""},
 		{"refused", PreambleError + "jitproxy is not an open relay: web-9 is not a jitproxy target\r\n", "", "jitproxy is not an open relay: web-9 is not a jitproxy target"},
 		{"refused in pieces", "JITPROXY-ERR|OR jitproxy: no|\r\n", "", "jitproxy: no"},
+		{"refusal without its line end", PreambleError + "jitproxy: gone", "", "jitproxy: gone"},
 		{"closed at once", "", "", "jitproxy: the bastion closed the connection before the SSH handshake"},
+		{"closed mid-refusal", "JITPROXY-ERR", "", "jitproxy: the bastion closed the connection before the SSH handshake"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
