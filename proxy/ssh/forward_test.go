@@ -192,3 +192,59 @@ func hasLineSuffix(out, want string) bool {
 	}
 	return false
 }
+
+// TestRemoteForwardsInOrder asks for three remote forwards at once, the
+// last one on a port that is taken on the target: the bastion's worker
+// answers them in the order asked (ssh matches replies to requests by
+// order), so ssh names the taken port, and the other two forward.
+func TestRemoteForwardsInOrder(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.grant(e.login, time.Hour, true)
+	echo := echoServer(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { taken.Close() })
+	_, busy, _ := net.SplitHostPort(taken.Addr().String())
+	free1, free2 := freePort(t), freePort(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := e.alice.command(ctx, false, nil, "ssh", "-N",
+		"-R", "127.0.0.1:"+free1+":"+echo,
+		"-R", "127.0.0.1:"+free2+":"+echo,
+		"-R", "127.0.0.1:"+busy+":"+echo,
+		e.login+"@web-1")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	defer func() {
+		cancel()
+		<-exited
+	}()
+	for _, port := range []string{free1, free2} {
+		c := dialUntil(t, "127.0.0.1:"+port, exited)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "ping\n")
+		got := make([]byte, 5)
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping\n" {
+			t.Errorf("echo through the forward on %s: %q, %v; want ping", port, got, err)
+		}
+		c.Close()
+	}
+	want := "Warning: remote port forwarding failed for listen port " + busy
+	waitFor(t, func() bool { return hasLine(stderr.String(), want) }, "stderr:\n%s\nwant the line:\n%s", stderr, want)
+	for _, port := range []string{free1, free2} {
+		if strings.Contains(stderr.String(), "failed for listen port "+port+"\n") {
+			t.Errorf("ssh says the forward on %s failed: a reply went to the wrong request; stderr:\n%s", port, stderr)
+		}
+	}
+}
