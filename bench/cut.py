@@ -214,6 +214,7 @@ class Bench:
         dur = a.expiry_for if a.mode == "expiry" else "8h"
         am = json.loads(self.cli(self.env, "request", a.target, "--login", a.login, "--for", dur, "--json").stdout)
         aid = am["id"]
+        self.amendment = am["short_id"]  # revoked by cleanup if the run fails
         self.cli(self.approver_env, "approve", am["short_id"])
         am = json.loads(self.cli(self.env, "show", am["short_id"], "--json").stdout)
         if am["state"] != "active":
@@ -401,6 +402,24 @@ class Bench:
             res.get("proxy_p50_ms"), res.get("proxy_p99_ms"), res.get("proxy_max_ms")))
         return res
 
+    def revoke_leftover(self):
+        """Revoke the run's amendment if it is still active (a run that
+        failed before its cut), so that the next run's sessions do not
+        bind to it."""
+        short = getattr(self, "amendment", None)
+        if not short:
+            return
+        try:
+            am = json.loads(self.cli(self.env, "show", short, "--json").stdout)
+            if am.get("state") in ("active", "approved"):
+                self.cli(self.env, "revoke", short, "--reason", "bench run failed")
+                log("revoked the failed run's amendment %s" % short)
+            elif am.get("state") == "pending":
+                self.cli(self.env, "withdraw", short)
+                log("withdrew the failed run's amendment %s" % short)
+        except Exception as e:
+            log("warning: could not end amendment %s: %s" % (short, e))
+
     def cleanup(self):
         for p in self.procs:
             if p.poll() is None:
@@ -516,6 +535,7 @@ def main():
         log("error: %s" % e)
         print(json.dumps({"n": a.n, "mode": a.mode, "error": str(e)}))
         b.cleanup()
+        b.revoke_leftover()
         sys.exit(1)
     b.cleanup()
     print(json.dumps(res))
