@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jitproxy/jitproxy/amendment"
 )
 
 // Metrics are the registry's Prometheus metrics. A nil *Metrics records
@@ -48,6 +50,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from the expiry instant or the revoke's commit to the session's cut function returning (its goodbye written and its sockets shut down), by reason.",
 			Buckets: cutLatencyBuckets,
 		}, []string{"reason"}),
+	}
+	// Each kind's series exist from the start, at 0: a dashboard or an
+	// alert sees "no sessions", not "no data", before the first one.
+	for _, kind := range []amendment.TargetKind{amendment.KindSSH, amendment.KindPostgres} {
+		m.live.WithLabelValues(string(kind))
+		m.started.WithLabelValues(string(kind))
 	}
 	if reg != nil {
 		reg.MustRegister(m.live, m.started, m.refused, m.cut, m.cutLatency)
