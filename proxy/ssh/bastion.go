@@ -73,7 +73,11 @@ func (s *Server) serveBastion(c net.Conn, log zerolog.Logger) {
 			nc.Reject(gossh.Prohibited, "jitproxy: the bastion only forwards to targets: ssh -J BASTION LOGIN@TARGET")
 			continue
 		}
-		wg.Go(func() { s.jump(sc, nc, person, log, blog) })
+		wg.Go(func() {
+			if rest := s.jump(sc, nc, person, log, blog); rest != nil {
+				wg.Go(rest) // on a fresh goroutine: see serveTarget
+			}
+		})
 	}
 }
 
@@ -87,12 +91,13 @@ type directTCPIP struct {
 
 // jump serves one direct-tcpip channel of the outer connection: if it
 // names a target, with the target's in-process server. log is the
-// connection's logger, blog the outer login's.
-func (s *Server) jump(sc *gossh.ServerConn, nc gossh.NewChannel, person string, log, blog zerolog.Logger) {
+// connection's logger, blog the outer login's. Like serveTarget, it
+// returns the rest of an established session, for a fresh goroutine.
+func (s *Server) jump(sc *gossh.ServerConn, nc gossh.NewChannel, person string, log, blog zerolog.Logger) (rest func()) {
 	var d directTCPIP
 	if err := gossh.Unmarshal(nc.ExtraData(), &d); err != nil {
 		nc.Reject(gossh.ConnectionFailed, "jitproxy: malformed direct-tcpip request")
-		return
+		return nil
 	}
 	t, err := s.jumpTarget(d.Host, d.Port)
 	if err != nil {
@@ -101,18 +106,31 @@ func (s *Server) jump(sc *gossh.ServerConn, nc gossh.NewChannel, person string, 
 			"person": person, "target": d.Host, "port": d.Port, "path": pathJump, "reason": reasonOf(err), "message": userLine(err),
 		})
 		nc.Reject(gossh.Prohibited, userLine(err))
-		return
+		return nil
 	}
 	ch, reqs, err := nc.Accept()
 	if err != nil {
-		return
+		return nil
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { gossh.DiscardRequests(reqs) })
+	discarded := make(chan struct{})
+	go func() {
+		defer close(discarded)
+		gossh.DiscardRequests(reqs)
+	}()
 	conn := &chanConn{Channel: ch, local: sc.LocalAddr(), remote: sc.RemoteAddr()}
-	defer conn.Close()
-	s.serveTarget(conn, t, inbound{path: pathJump, remote: sc.RemoteAddr(), person: person}, log)
+	end := func() {
+		conn.Close()
+		<-discarded // ends with the channel
+	}
+	serve := s.serveTarget(conn, t, inbound{path: pathJump, remote: sc.RemoteAddr(), person: person}, log)
+	if serve == nil {
+		end()
+		return nil
+	}
+	return func() {
+		defer end()
+		serve()
+	}
 }
 
 // jumpTarget returns the target a direct-tcpip channel may reach: a

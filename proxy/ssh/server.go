@@ -93,15 +93,24 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Serve(ln net.Listener) error {
 	return s.conns.Serve(ln, func(c net.Conn) {
 		s.wg.Go(func() {
-			defer s.conns.Forget(c)
-			s.handleConn(c)
+			rest := s.handleConn(c)
+			if rest == nil {
+				s.conns.Forget(c)
+				return
+			}
+			s.wg.Go(func() {
+				defer s.conns.Forget(c)
+				rest()
+			})
 		})
 	})
 }
 
 // handleConn reads the first line of an accepted connection and serves it
-// the way it came in.
-func (s *Server) handleConn(c net.Conn) {
+// the way it came in. For a session to a target it returns the rest of
+// the session, for the caller to run on a fresh goroutine (see
+// serveTarget); else it returns nil once the connection is done.
+func (s *Server) handleConn(c net.Conn) func() {
 	log := s.log.With().Str("remote", c.RemoteAddr().String()).Logger()
 	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	first, rest, err := sniff(c)
@@ -116,22 +125,22 @@ func (s *Server) handleConn(c net.Conn) {
 		if errors.Is(err, errBadPreamble) {
 			c.Write([]byte(PreambleError + "jitproxy: this is the jitproxy SSH bastion: connect with ssh -J or the block jitproxy ssh-config prints\r\n"))
 		}
-		return
+		return nil
 	}
 	c.SetDeadline(time.Time{})
 	pc := &prefixConn{Conn: c, rest: rest}
 	if first.target == "" {
 		s.serveBastion(pc, log)
-		return
+		return nil
 	}
 	t, ok := s.targets[first.target]
 	if !ok {
 		ue := notATarget(first.target)
 		log.Info().Str("target", first.target).Msg("preamble names no target")
 		c.Write([]byte(PreambleError + ue.msg + "\r\n"))
-		return
+		return nil
 	}
-	s.serveTarget(pc, t, inbound{path: pathSingleHop, remote: c.RemoteAddr()}, log)
+	return s.serveTarget(pc, t, inbound{path: pathSingleHop, remote: c.RemoteAddr()}, log)
 }
 
 // notATarget is the refusal of a name that is not a configured target.

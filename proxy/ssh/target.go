@@ -20,11 +20,17 @@ import (
 // amendment (registering the session and dialing the target before it says
 // yes), and then relays every channel upstream. c is a TCP connection
 // (single hop) or a direct-tcpip channel (-J).
-func (s *Server) serveTarget(c net.Conn, t *target, in inbound, log zerolog.Logger) {
+//
+// It returns once the session is established, with the rest of it (nil if
+// it ended before): the caller runs that on a fresh goroutine and lets
+// this one end. This goroutine's stack grew through two handshakes and the
+// login; a fresh one stays small for as long as the session idles, where
+// this one's would shrink only by halves at garbage collections.
+func (s *Server) serveTarget(c net.Conn, t *target, in inbound, log zerolog.Logger) (rest func()) {
 	signer, err := s.cfg.Authority.HostSigner(t.Name)
 	if err != nil {
 		log.Error().Err(err).Str("target", t.Name).Msg("no host certificate for the target")
-		return
+		return nil
 	}
 	ss := &sshSession{
 		srv:      s,
@@ -35,7 +41,6 @@ func (s *Server) serveTarget(c net.Conn, t *target, in inbound, log zerolog.Logg
 		channels: make(map[*channel]struct{}),
 	}
 	ss.ctx, ss.cancel = context.WithCancelCause(s.ctx)
-	defer ss.cancel(errClientClosed)
 	ss.log = log.With().Str("session", ss.id).Str("target", t.Name).Str("path", in.path).Logger()
 	ss.log0 = ss.log
 	conf := &gossh.ServerConfig{
@@ -55,9 +60,12 @@ func (s *Server) serveTarget(c net.Conn, t *target, in inbound, log zerolog.Logg
 		ss.log.Info().Err(err).Msg("handshake failed")
 		ss.cancel(fmt.Errorf("handshake: %w", err))
 		ss.end()
-		return
+		return nil
 	}
-	ss.serve(sc, chans, reqs)
+	return func() {
+		defer ss.cancel(errClientClosed)
+		ss.serve(sc, chans, reqs)
+	}
 }
 
 // authorize is the VerifiedPublicKeyCallback of a target's server: the key
