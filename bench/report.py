@@ -69,6 +69,8 @@ def main():
         w("C is the single hop as jitproxy ssh-config prints it (fd passing); E the same with ssh-config --relay")
         if meta.get("isolate"):
             w("isolated: jitproxy pinned to CPU 0, the clients and sshds to the other CPUs")
+        if meta.get("nice"):
+            w("jitproxy ran at nice %s (everything else at the default)" % meta["nice"])
         casts = [r for r in rows if r["kind"] == "castsize" and r["run"] == 1]
         for r in casts:
             w("recording of one %s MiB %s transfer on path %s: %.0f MiB" % (r.get("size_mib", meta.get("size_mib")), {"down": "NUL-byte", "text": "text"}.get(r.get("dir", "down"), ""), r["path"], r["bytes"] / 2**20))

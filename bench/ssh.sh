@@ -55,6 +55,7 @@ KEX=curve25519-sha256   # what x/crypto/ssh and OpenSSH 9.2 agree on; "default" 
 RELAY=1
 DIRS="up down text"
 ISOLATE=0
+NICE=""
 QUIET_MAX=25      # percent busy (other work) under which a measurement starts
 QUIET_WAIT=10     # seconds to wait for that, at most, before each measurement
 QUIET_BUDGET=60   # seconds of such waiting, at most, in the whole run
@@ -90,6 +91,8 @@ Options:
                       the recording stores 1:1, where NUL bytes take 6 bytes each)
   --isolate           pin jitproxy to CPU 0 and everything else (clients, sshds) to the
                       other CPUs, as if the proxy had a machine of its own
+  --nice N            run jitproxy at nice N (e.g. -10; the demo sshd it starts is put
+                      back to 0), to see how much of the cut latency is the scheduler's
   --no-relay          skip path E (the single hop with the relaying ProxyCommand,
                       jitproxy ssh-config --relay)
   --hold              set everything up, write WORK/env.sh, and wait (for profiling
@@ -123,6 +126,7 @@ while [ $# -gt 0 ]; do
 	--no-relay) RELAY=0 ;;
 	--no-text) DIRS="up down" ;;
 	--isolate) ISOLATE=1 ;;
+	--nice) NICE=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "bench/ssh.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -193,9 +197,9 @@ fi
 [ -x "$BIN" ] || die "no jitproxy binary at $BIN"
 
 # --- machine -------------------------------------------------------------
-"$PY" - "$RESULTS" "$ORIG_ARGS" "$CIPHER" "$SIZE" "$ROUNDS" "$CONN" "$KEX" "$ISOLATE" "$DOWN" <<'EOF'
+"$PY" - "$RESULTS" "$ORIG_ARGS" "$CIPHER" "$SIZE" "$ROUNDS" "$CONN" "$KEX" "$ISOLATE" "$DOWN" "$NICE" <<'EOF'
 import json, os, platform, subprocess, sys, time
-out, args, cipher, size, rounds, conn, kex, isolate, down = sys.argv[1:]
+out, args, cipher, size, rounds, conn, kex, isolate, down, nice = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 def run(*c):
     try:
@@ -205,7 +209,7 @@ def run(*c):
         return "?"
 meta = {"kind": "meta", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "nproc": os.cpu_count(), "cpu": cpu,
         "kernel": platform.release(), "go": run("go", "version"), "openssh": run("ssh", "-V"),
-        "command": ("bench/ssh.sh " + args).strip(), "cipher": cipher, "kex": kex, "isolate": isolate == "1", "size_mib": int(size), "down_mib": int(down), "rounds": int(rounds),
+        "command": ("bench/ssh.sh " + args).strip(), "cipher": cipher, "kex": kex, "isolate": isolate == "1", "nice": nice or None, "size_mib": int(size), "down_mib": int(down), "rounds": int(rounds),
         "conn_samples": int(conn)}
 open(out, "a").write(json.dumps(meta) + "\n")
 EOF
@@ -230,6 +234,11 @@ if [ "$ISOLATE" = 1 ]; then
 	PIN=(taskset -c 0)
 	say "isolating: jitproxy on CPU 0; this script, the clients and the sshds on CPUs $REST"
 fi
+if [ -n "$NICE" ]; then
+	[[ $NICE =~ ^-?[0-9]+$ ]] || die "--nice needs a number"
+	PIN+=(nice -n "$NICE")
+	say "jitproxy runs at nice $NICE"
+fi
 setsid "${PIN[@]}" "$BIN" dev --config "$WORK/jitproxy.yaml" --data "$DATA" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for i in $(seq 300); do
@@ -245,6 +254,11 @@ if [ "$ISOLATE" = 1 ]; then
 	# The demo sshd is jitproxy's child, so it started on CPU 0: move it
 	# (its later children inherit that).
 	taskset -a -p -c "$REST" "$(cat "$DATA/demo-sshd/sshd.pid")" >/dev/null
+fi
+if [ -n "$NICE" ]; then
+	# The demo sshd inherited jitproxy's nice: put it (and so its session
+	# children) back, so that only jitproxy runs at a different priority.
+	renice -n 0 -p "$(cat "$DATA/demo-sshd/sshd.pid")" >/dev/null
 fi
 [ -n "$DEMO_PORT" ] || die "no demo sshd (is openssh-server installed?)"
 DEMO_HOSTKEY=$(ssh-keygen -y -f "$DATA/demo-sshd/ssh_host_ed25519_key")
