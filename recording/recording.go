@@ -122,10 +122,21 @@ type Recorder struct {
 	compression Compression
 	zenc        *zstd.Encoder // shared by every recording (EncodeAll is safe for concurrent use); nil for CompressionNone
 
+	// closing holds a slot for each recording closing (maxClosing).
+	closing chan struct{}
+
 	mu     sync.Mutex          // guards active and pool
 	active map[string]struct{} // sidecar paths of recordings this Recorder has started and not yet closed
 	pool   *pool               // the workers and flusher while a recording is open; nil while none is
 }
+
+// maxClosing bounds how many recordings close at once. A close's last
+// write and its three fsyncs (the file, the sidecar, the directory) each
+// hold an OS thread while the disk works, and the cut of an amendment
+// with thousands of sessions would otherwise put thousands of threads
+// into the disk at once (Go stops the process at 10,000). Sixteen still
+// lets the filesystem's journal commit many fsyncs together.
+const maxClosing = 16
 
 // New validates cfg, creates cfg.Dir if needed and returns a Recorder.
 func New(cfg Config) (*Recorder, error) {
@@ -152,6 +163,7 @@ func New(cfg Config) (*Recorder, error) {
 		now:         cfg.Now,
 		log:         cfg.Logger,
 		compression: cfg.Compression,
+		closing:     make(chan struct{}, maxClosing),
 		active:      make(map[string]struct{}),
 	}
 	if r.compression == CompressionZstd {

@@ -343,6 +343,7 @@ func (w *writer) snapshot() Meta {
 // call returns its result.
 func (w *writer) close(reason string) (Meta, error) {
 	w.closeOnce.Do(func() {
+		end := w.now() // before any wait for the disk
 		w.mu.Lock()
 		w.closed = true
 		w.cond.Broadcast() // writers waiting for room: drop their bytes
@@ -356,6 +357,7 @@ func (w *writer) close(reason string) (Meta, error) {
 		// the Recorder's flusher, Meta and Err need not wait for the disk.
 		failed := w.err != nil
 		w.mu.Unlock()
+		w.rec.closing <- struct{}{} // a slot: see maxClosing
 		var errs []error
 		if !failed {
 			err := w.encode(w.pending)
@@ -375,7 +377,7 @@ func (w *writer) close(reason string) (Meta, error) {
 			}
 		}
 		m := w.meta
-		m.End = w.now()
+		m.End = end
 		m.EndReason = reason
 		m.Bytes = w.hf.n
 		m.SHA256 = hex.EncodeToString(w.hf.h.Sum(nil))
@@ -389,6 +391,7 @@ func (w *writer) close(reason string) (Meta, error) {
 		w.mu.Unlock()
 
 		sideErr := writeSidecar(w.sidecar, m)
+		<-w.rec.closing
 		w.rec.detach(w)
 		w.rec.untrack(w.sidecar)
 		w.closeMeta, w.closeErr = m, errors.Join(writeErr, sideErr)

@@ -2,6 +2,7 @@ package recording
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -250,5 +251,82 @@ func TestCastLargeEventAfterSmall(t *testing.T) {
 				t.Errorf("got %d events, %d bytes, truncated %v; want %d bytes", len(events), len(got), truncated, len(want))
 			}
 		})
+	}
+}
+
+// syncGate is a file whose Sync waits for release, counting how many
+// wait at once.
+type syncGate struct {
+	failingFile
+	g *gate
+}
+
+type gate struct {
+	mu        sync.Mutex
+	in, most  int
+	entered   chan struct{} // one send per Sync that starts waiting
+	open      chan struct{}
+	closeOnce sync.Once
+}
+
+func (f *syncGate) Sync() error {
+	g := f.g
+	g.mu.Lock()
+	g.in++
+	g.most = max(g.most, g.in)
+	g.mu.Unlock()
+	g.entered <- struct{}{}
+	<-g.open
+	g.mu.Lock()
+	g.in--
+	g.mu.Unlock()
+	return nil
+}
+
+// TestCloseBounded closes more recordings at once than maxClosing, on a
+// disk whose fsync waits: no more than maxClosing are in the disk at a
+// time, and once it moves every recording closes, its end time the
+// moment Close was called, not when its turn came.
+func TestCloseBounded(t *testing.T) {
+	r, clk := newRecorder(t, Config{})
+	const n = maxClosing + 8
+	g := &gate{entered: make(chan struct{}, n), open: make(chan struct{})}
+	t.Cleanup(func() { g.closeOnce.Do(func() { close(g.open) }) })
+	casts := make([]*Cast, n)
+	for i := range casts {
+		id := fmt.Sprintf("s%d-0", i)
+		meta := Meta{ID: id, Kind: KindSSH, Session: fmt.Sprintf("s%d", i), Start: t0, State: StateOpen, Path: filepath.Join(r.dir, id+".cast")}
+		c, err := r.startCast(meta, sshMeta(), &syncGate{failingFile: failingFile{limit: 1 << 30}, g: g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Output([]byte("hello\r\n"))
+		casts[i] = c
+	}
+	closedAt := clk.Now()
+	metas := make([]Meta, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, c := range casts {
+		wg.Go(func() { metas[i], errs[i] = c.Close("exit 0") })
+	}
+	for range maxClosing {
+		<-g.entered
+	}
+	select {
+	case <-g.entered:
+		t.Fatalf("a recording entered fsync beyond the %d allowed at once", maxClosing)
+	case <-time.After(200 * time.Millisecond):
+	}
+	clk.Advance(time.Minute) // the others' turn comes later
+	g.closeOnce.Do(func() { close(g.open) })
+	wg.Wait()
+	if g.most != maxClosing {
+		t.Errorf("%d recordings in fsync at once at most; want %d", g.most, maxClosing)
+	}
+	for i, m := range metas {
+		if errs[i] != nil || m.State != StateClosed || !m.End.Equal(closedAt) {
+			t.Errorf("recording %d: %v, state %q, end %v; want closed, ending %v", i, errs[i], m.State, m.End, closedAt)
+		}
 	}
 }
