@@ -37,29 +37,13 @@ func TestPortForwarding(t *testing.T) {
 			if tt.remote {
 				flag = "-R"
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := e.alice.command(ctx, false, nil, "ssh", "-N", "-o", "ExitOnForwardFailure=yes", flag, spec, e.login+"@web-1")
-			stderr := &syncBuffer{}
-			cmd.Stderr = stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan struct{})
-			go func() {
-				cmd.Wait()
-				close(exited)
-			}()
-			defer func() {
-				cancel()
-				<-exited
-			}()
+			stderr, exited := startForwarding(t, e, "-o", "ExitOnForwardFailure=yes", flag, spec)
 
 			if tt.remote && !tt.allowed {
 				// The target never listens: ssh gives up on its own.
 				select {
 				case <-exited:
-				case <-ctx.Done():
+				case <-time.After(30 * time.Second):
 					t.Fatal("ssh -R did not exit")
 				}
 				if want := "Error: remote port forwarding failed for listen port " + port; !hasLine(stderr.String(), want) {
@@ -124,6 +108,31 @@ func TestAgentForwardingRefused(t *testing.T) {
 	if !hasLine(r.stderr, agentRefused) {
 		t.Errorf("stderr:\n%s\nwant the line:\n%s", r.stderr, agentRefused)
 	}
+}
+
+// startForwarding starts alice's `ssh -N ARGS LOGIN@web-1` on the single
+// hop, for its forwards, and stops it when the test ends (at the latest
+// after 30 s); exited closes when ssh exits.
+func startForwarding(t *testing.T, e *env, args ...string) (stderr *syncBuffer, exited <-chan struct{}) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	cmd := e.alice.command(ctx, false, nil, "ssh", append(append([]string{"-N"}, args...), e.login+"@web-1")...)
+	stderr = &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return stderr, done
 }
 
 // echoServer listens on loopback and echoes every connection.
@@ -209,27 +218,10 @@ func TestRemoteForwardsInOrder(t *testing.T) {
 	_, busy, _ := net.SplitHostPort(taken.Addr().String())
 	free1, free2 := freePort(t), freePort(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := e.alice.command(ctx, false, nil, "ssh", "-N",
+	stderr, exited := startForwarding(t, e,
 		"-R", "127.0.0.1:"+free1+":"+echo,
 		"-R", "127.0.0.1:"+free2+":"+echo,
-		"-R", "127.0.0.1:"+busy+":"+echo,
-		e.login+"@web-1")
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	defer func() {
-		cancel()
-		<-exited
-	}()
+		"-R", "127.0.0.1:"+busy+":"+echo)
 	for _, port := range []string{free1, free2} {
 		c := dialUntil(t, "127.0.0.1:"+port, exited)
 		c.SetDeadline(time.Now().Add(10 * time.Second))
