@@ -276,9 +276,10 @@ func appendEventStart(b []byte, el time.Duration, code byte) []byte {
 }
 
 // final records what is left of a character split at the end of the last
-// output or input (as U+FFFD), at the time of closing. c.w.mu is held.
-func (c *Cast) final() {
-	el := max(c.w.now().Sub(c.start), c.last)
+// output or input (as U+FFFD), at the time of closing. It runs in close,
+// which owns the writer by then.
+func (c *Cast) final(at time.Time) {
+	el := max(at.Sub(c.start), c.last)
 	for _, t := range []struct {
 		code byte
 		tail *utf8Tail

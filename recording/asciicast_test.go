@@ -431,41 +431,39 @@ func TestCastDiskErrors(t *testing.T) {
 // testDiskFills records onto a disk that fills up after 300 bytes: the
 // error shows in Err and Close, and the seal covers the bytes the disk took.
 func testDiskFills(t *testing.T, comp Compression) {
-	{
-		r, _ := newRecorder(t, Config{FlushInterval: time.Millisecond, Compression: comp})
-		ff := &failingFile{limit: 300, err: syscall.ENOSPC}
-		meta := Meta{ID: "s1-0", Kind: KindSSH, Session: "s1", Start: t0, State: StateOpen, Path: filepath.Join(r.dir, "s1-0.cast")}
-		c, err := r.startCast(meta, sshMeta(), ff)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range 100 {
-			// Hex digests: they do not compress below 300 bytes.
-			c.Output(fmt.Appendf(nil, "%x\r\n", sha256.Sum256([]byte{byte(i)})))
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for c.Err() == nil && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if err := c.Err(); !errors.Is(err, syscall.ENOSPC) {
-			t.Errorf("Err: got %v; want ENOSPC", err)
-		}
-		c.Output([]byte("dropped"))
-		m, err := c.Close("exit")
-		if !errors.Is(err, syscall.ENOSPC) {
-			t.Errorf("Close: got %v; want ENOSPC", err)
-		}
-		if m.State != StateIncomplete {
-			t.Errorf("state: got %q; want incomplete", m.State)
-		}
-		written := ff.Bytes()
-		sum := sha256.Sum256(written)
-		if m.SHA256 != hex.EncodeToString(sum[:]) || m.Bytes != int64(len(written)) || len(written) != 300 {
-			t.Errorf("got %d bytes, sha256 %s; want the 300 bytes the disk took, sha256 %x", m.Bytes, m.SHA256, sum)
-		}
-		side, err := readSidecar(meta.Path + sidecarSuffix)
-		if err != nil || side.State != StateIncomplete {
-			t.Errorf("sidecar: got %+v, %v; want state incomplete", side, err)
-		}
+	r, _ := newRecorder(t, Config{FlushInterval: time.Millisecond, Compression: comp})
+	ff := &failingFile{limit: 300, err: syscall.ENOSPC}
+	meta := Meta{ID: "s1-0", Kind: KindSSH, Session: "s1", Start: t0, State: StateOpen, Path: filepath.Join(r.dir, "s1-0.cast")}
+	c, err := r.startCast(meta, sshMeta(), ff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		// Hex digests: they do not compress below 300 bytes.
+		c.Output(fmt.Appendf(nil, "%x\r\n", sha256.Sum256([]byte{byte(i)})))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := c.Err(); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Err: got %v; want ENOSPC", err)
+	}
+	c.Output([]byte("dropped"))
+	m, err := c.Close("exit")
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Close: got %v; want ENOSPC", err)
+	}
+	if m.State != StateIncomplete {
+		t.Errorf("state: got %q; want incomplete", m.State)
+	}
+	written := ff.Bytes()
+	sum := sha256.Sum256(written)
+	if m.SHA256 != hex.EncodeToString(sum[:]) || m.Bytes != int64(len(written)) || len(written) != 300 {
+		t.Errorf("got %d bytes, sha256 %s; want the 300 bytes the disk took, sha256 %x", m.Bytes, m.SHA256, sum)
+	}
+	side, err := readSidecar(meta.Path + sidecarSuffix)
+	if err != nil || side.State != StateIncomplete {
+		t.Errorf("sidecar: got %+v, %v; want state incomplete", side, err)
 	}
 }

@@ -70,7 +70,8 @@ func (r *Recorder) ext(plain string) string {
 // `asciinema play` reads. A compressed recording whose last frame is cut
 // short, as a proxy that stopped mid-write leaves it, reads up to where
 // the cut frame starts (or further, if its complete blocks decode), then
-// ends with ErrTruncated.
+// ends with ErrTruncated. Frames carry no checksum, so not every damage is
+// an error here: VerifyFile, against the sealed SHA-256, is the check.
 func Open(path string) (io.ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -155,14 +155,8 @@ func (r *Recorder) startQueryLog(meta Meta, f file) (*QueryLog, error) {
 // at most frameTarget bytes however the batch lines up with it.
 func (w *writer) copyContent(batch []byte) error {
 	for len(batch) > 0 {
-		room := frameTarget - len(w.content)
-		if room <= 0 {
-			if err := w.spill(); err != nil {
-				return err
-			}
-			continue
-		}
-		step := batch[:min(len(batch), room)]
+		// spillIfFull keeps the content under frameTarget: room is > 0.
+		step := batch[:min(len(batch), frameTarget-len(w.content))]
 		batch = batch[len(step):]
 		w.content = append(w.content, step...)
 		if err := w.spillIfFull(); err != nil {

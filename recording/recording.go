@@ -122,21 +122,28 @@ type Recorder struct {
 	compression Compression
 	zenc        *zstd.Encoder // shared by every recording (EncodeAll is safe for concurrent use); nil for CompressionNone
 
-	// closing holds a slot for each recording closing (maxClosing).
-	closing chan struct{}
+	// disk holds a slot for each recording syncing files (maxSyncing).
+	disk chan struct{}
 
 	mu     sync.Mutex          // guards active and pool
 	active map[string]struct{} // sidecar paths of recordings this Recorder has started and not yet closed
 	pool   *pool               // the workers and flusher while a recording is open; nil while none is
 }
 
-// maxClosing bounds how many recordings close at once. A close's last
-// write and its three fsyncs (the file, the sidecar, the directory) each
-// hold an OS thread while the disk works, and the cut of an amendment
-// with thousands of sessions would otherwise put thousands of threads
-// into the disk at once (Go stops the process at 10,000). Sixteen still
-// lets the filesystem's journal commit many fsyncs together.
-const maxClosing = 16
+// maxSyncing bounds how many recordings sync files at once: a close's
+// last write and its three fsyncs (the file, the sidecar, the directory),
+// or a start's sidecar. Each holds an OS thread while the disk works, and
+// the cut of an amendment with thousands of sessions (or as many sessions
+// starting at once) would otherwise put thousands of threads into the disk
+// at once (Go stops the process at 10,000). Sixteen still lets the
+// filesystem's journal commit many fsyncs together.
+const maxSyncing = 16
+
+// diskSlot waits for one of the maxSyncing slots and returns its release.
+func (r *Recorder) diskSlot() (release func()) {
+	r.disk <- struct{}{}
+	return func() { <-r.disk }
+}
 
 // New validates cfg, creates cfg.Dir if needed and returns a Recorder.
 func New(cfg Config) (*Recorder, error) {
@@ -163,7 +170,7 @@ func New(cfg Config) (*Recorder, error) {
 		now:         cfg.Now,
 		log:         cfg.Logger,
 		compression: cfg.Compression,
-		closing:     make(chan struct{}, maxClosing),
+		disk:        make(chan struct{}, maxSyncing),
 		active:      make(map[string]struct{}),
 	}
 	if r.compression == CompressionZstd {

@@ -104,63 +104,59 @@ func TestRecoverIncomplete(t *testing.T) {
 }
 
 func testRecover(t *testing.T, comp Compression, start func(t *testing.T, r *Recorder, clk *clock) (w *writer, count func(path string) int), partial string) {
-	{
-		{
-			r1, clk := newRecorder(t, Config{FlushInterval: 20 * time.Millisecond, Compression: comp})
-			w, count := start(t, r1, clk)
-			path := w.snapshot().Path
-			waitFor(t, "the flusher wrote 2 records", func() bool { return count(path) == 2 })
-			w.abandon()
+	r1, clk := newRecorder(t, Config{FlushInterval: 20 * time.Millisecond, Compression: comp})
+	w, count := start(t, r1, clk)
+	path := w.snapshot().Path
+	waitFor(t, "the flusher wrote 2 records", func() bool { return count(path) == 2 })
+	w.abandon()
 
-			// The crash cut a line short.
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if comp == CompressionZstd {
-				partial = cutFrame(t, partial+"\n")
-			}
-			if _, err := f.WriteString(partial); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-			mtime := t0.Add(time.Hour)
-			if err := os.Chtimes(path, mtime, mtime); err != nil {
-				t.Fatal(err)
-			}
+	// The crash cut a line short.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if comp == CompressionZstd {
+		partial = cutFrame(t, partial+"\n")
+	}
+	if _, err := f.WriteString(partial); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	mtime := t0.Add(time.Hour)
+	if err := os.Chtimes(path, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
 
-			r2, err := New(Config{Dir: r1.dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := r2.RecoverIncomplete()
-			if err != nil {
-				t.Fatalf("RecoverIncomplete: %v", err)
-			}
-			if len(got) != 1 {
-				t.Fatalf("got %d recovered; want 1", len(got))
-			}
-			m := got[0]
-			b := readFile(t, path)
-			sum := sha256.Sum256(b)
-			if m.State != StateIncomplete || m.EndReason != EndReasonCrashed || !m.End.Equal(mtime) ||
-				m.SHA256 != hex.EncodeToString(sum[:]) || m.Bytes != int64(len(b)) || m.Path != path {
-				t.Errorf("got %+v; want incomplete, %q, end %v, sha256 %x of %d bytes at %s", m, EndReasonCrashed, mtime, sum, len(b), path)
-			}
-			side, err := readSidecar(path + sidecarSuffix)
-			if err != nil || fmt.Sprint(side) != fmt.Sprint(m) {
-				t.Errorf("sidecar: got %+v, %v; want %+v", side, err, m)
-			}
-			if err := VerifyFile(m); err != nil {
-				t.Errorf("VerifyFile: %v", err)
-			}
-			if n := count(path); n != 2 {
-				t.Errorf("read %d records of the crashed file; want the 2 complete ones", n)
-			}
-			if again, err := r2.RecoverIncomplete(); err != nil || len(again) != 0 {
-				t.Errorf("second RecoverIncomplete: got %d, %v; want none", len(again), err)
-			}
-		}
+	r2, err := New(Config{Dir: r1.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r2.RecoverIncomplete()
+	if err != nil {
+		t.Fatalf("RecoverIncomplete: %v", err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("got %d recovered; want 1", len(got))
+	}
+	m := got[0]
+	b := readFile(t, path)
+	sum := sha256.Sum256(b)
+	if m.State != StateIncomplete || m.EndReason != EndReasonCrashed || !m.End.Equal(mtime) ||
+		m.SHA256 != hex.EncodeToString(sum[:]) || m.Bytes != int64(len(b)) || m.Path != path {
+		t.Errorf("got %+v; want incomplete, %q, end %v, sha256 %x of %d bytes at %s", m, EndReasonCrashed, mtime, sum, len(b), path)
+	}
+	side, err := readSidecar(path + sidecarSuffix)
+	if err != nil || fmt.Sprint(side) != fmt.Sprint(m) {
+		t.Errorf("sidecar: got %+v, %v; want %+v", side, err, m)
+	}
+	if err := VerifyFile(m); err != nil {
+		t.Errorf("VerifyFile: %v", err)
+	}
+	if n := count(path); n != 2 {
+		t.Errorf("read %d records of the crashed file; want the 2 complete ones", n)
+	}
+	if again, err := r2.RecoverIncomplete(); err != nil || len(again) != 0 {
+		t.Errorf("second RecoverIncomplete: got %d, %v; want none", len(again), err)
 	}
 }
 

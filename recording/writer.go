@@ -84,8 +84,8 @@ type writer struct {
 	// It runs on the worker that owns the writer, or in close.
 	encode func(batch []byte) error
 	// final appends what the owner still holds at close (a split UTF-8
-	// tail) to w.content; nil means nothing.
-	final func()
+	// tail) to w.content, at the time close was called; nil means nothing.
+	final func(at time.Time)
 
 	closeOnce sync.Once
 	closeMeta Meta  // set once by close
@@ -163,7 +163,10 @@ func (r *Recorder) open(m Meta, f file, header []byte) (*writer, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: %s", ErrExists, m.Path)
 	}
-	if err := writeSidecar(w.sidecar, m); err != nil {
+	release := r.diskSlot()
+	err = writeSidecar(w.sidecar, m)
+	release()
+	if err != nil {
 		r.untrack(w.sidecar)
 		f.Close()
 		return nil, err
@@ -302,8 +305,10 @@ func (w *writer) tick() {
 	case w.closed || w.err != nil:
 	case w.unflushed:
 		w.unflushed = false
-		w.flushWant = true
-		w.queue()
+		if len(w.pending) > 0 { // else a worker has it all already
+			w.flushWant = true
+			w.queue()
+		}
 	case !w.queued && len(w.pending) == 0:
 		// Idle for a whole interval: everything is in the file.
 		w.pending, w.spare = nil, nil
@@ -350,19 +355,19 @@ func (w *writer) close(reason string) (Meta, error) {
 		for w.queued {
 			w.cond.Wait()
 		}
-		// No worker has the writer, and none will again: closed writers
-		// are never queued, and writes to a closed writer are dropped. Its
-		// file and buffers are close's now, so the last write, the fsync
+		// No worker has the writer, and none will again: a closed writer
+		// takes no writes and the flusher skips it, so once its last batch
+		// is done nothing queues it. Its file and buffers are close's now, so the last write, the fsync
 		// and the close run without the lock, as a worker's batch does:
 		// the Recorder's flusher, Meta and Err need not wait for the disk.
 		failed := w.err != nil
 		w.mu.Unlock()
-		w.rec.closing <- struct{}{} // a slot: see maxClosing
+		release := w.rec.diskSlot()
 		var errs []error
 		if !failed {
 			err := w.encode(w.pending)
 			if err == nil && w.final != nil {
-				w.final()
+				w.final(end)
 			}
 			if err == nil {
 				err = w.spill()
@@ -391,7 +396,7 @@ func (w *writer) close(reason string) (Meta, error) {
 		w.mu.Unlock()
 
 		sideErr := writeSidecar(w.sidecar, m)
-		<-w.rec.closing
+		release()
 		w.rec.detach(w)
 		w.rec.untrack(w.sidecar)
 		w.closeMeta, w.closeErr = m, errors.Join(writeErr, sideErr)
