@@ -67,8 +67,10 @@ func (s *SQLite) AppendAudit(ctx context.Context, e audit.Event) (audit.Event, e
 		case s.wsem <- struct{}{}:
 			// The write lock: commit what is queued (this call's event,
 			// unless an earlier holder took it), then let go.
-			s.commitAudits(q.take())
-			<-s.wsem
+			func() {
+				defer func() { <-s.wsem }()
+				s.commitAudits(q.take())
+			}()
 			select {
 			case <-a.done:
 				return a.result()
@@ -118,12 +120,22 @@ func (q *auditQueue) withdraw(a *auditAppend) bool {
 // commitAudits appends batch in one write transaction and settles every
 // append in it. The caller holds wsem. The transaction runs to its end
 // even if a caller's ctx ends meanwhile (it is short, and the others'
-// events are in it); an append whose ctx had ended before the batch was
-// taken is dropped with ctx's error.
+// events are in it); an append whose ctx has ended when the transaction
+// is about to start is dropped with ctx's error.
 func (s *SQLite) commitAudits(batch []*auditAppend) {
 	if len(batch) == 0 {
 		return
 	}
+	defer func() {
+		// A panic settles every append of the batch still waiting, so
+		// that none of their callers waits forever, then goes on up.
+		if p := recover(); p != nil {
+			for _, a := range batch {
+				a.settle(fmt.Errorf("group commit panicked: %v", p))
+			}
+			panic(p)
+		}
+	}()
 	var live []*auditAppend
 	for _, a := range batch {
 		if err := a.ctx.Err(); err != nil {

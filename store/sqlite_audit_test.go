@@ -45,34 +45,15 @@ func TestAppendAuditGroupCommit(t *testing.T) {
 	}
 	before := walSize()
 
-	s.wsem <- struct{}{} // hold the write lock while the appenders queue
 	got := make([]audit.Event, n)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			e, err := audit.NewEvent(at.Add(time.Duration(i)*time.Millisecond), audit.TypeSessionEnd, "alice@example.com", map[string]int{"i": i})
-			if err == nil {
-				e, err = s.AppendAudit(ctx, e)
-			}
-			got[i], errs[i] = e, err
-		})
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s.audits.mu.Lock()
-		queued := len(s.audits.waiting)
-		s.audits.mu.Unlock()
-		if queued == n {
-			break
+	appendTogether(t, s, n, func(i int) {
+		e, err := audit.NewEvent(at.Add(time.Duration(i)*time.Millisecond), audit.TypeSessionEnd, "alice@example.com", map[string]int{"i": i})
+		if err == nil {
+			e, err = s.AppendAudit(ctx, e)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d appends queued", queued, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	<-s.wsem
-	wg.Wait()
+		got[i], errs[i] = e, err
+	})
 
 	for i, err := range errs {
 		if err != nil {
@@ -133,35 +114,17 @@ func TestAppendAuditGroupCommitFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// appendTogether queues events while the write lock is held, so that
-	// they commit as one batch, and returns each one's error.
-	appendTogether := func(events ...audit.Event) []error {
-		s.wsem <- struct{}{}
+	// inOneBatch appends events as one batch and returns each one's error.
+	inOneBatch := func(events ...audit.Event) []error {
 		errs := make([]error, len(events))
-		var wg sync.WaitGroup
-		for i, e := range events {
-			wg.Go(func() { _, errs[i] = s.AppendAudit(ctx, e) })
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-			s.audits.mu.Lock()
-			queued := len(s.audits.waiting)
-			s.audits.mu.Unlock()
-			if queued == len(events) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d appends queued", queued, len(events))
-			}
-		}
-		<-s.wsem
-		wg.Wait()
+		appendTogether(t, s, len(events), func(i int) { _, errs[i] = s.AppendAudit(ctx, events[i]) })
 		return errs
 	}
-	errs := appendTogether(ev(audit.TypeSessionEnd, `{"i":1}`), ev(audit.TypeSessionEnd, `{not json`), ev(audit.TypeSessionEnd, `{"i":3}`))
+	errs := inOneBatch(ev(audit.TypeSessionEnd, `{"i":1}`), ev(audit.TypeSessionEnd, `{not json`), ev(audit.TypeSessionEnd, `{"i":3}`))
 	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
 		t.Fatalf("a batch with one event that is not JSON: errors %v; want only the second to fail", errs)
 	}
-	errs = appendTogether(ev(audit.TypeSessionEnd, `{"i":4}`), ev("poison", `{}`), ev(audit.TypeSessionEnd, `{"i":6}`))
+	errs = inOneBatch(ev(audit.TypeSessionEnd, `{"i":4}`), ev("poison", `{}`), ev(audit.TypeSessionEnd, `{"i":6}`))
 	for i, err := range errs {
 		if err == nil || !strings.Contains(err.Error(), "poisoned") {
 			t.Errorf("append %d of a batch whose insert failed: %v; want the insert's error", i, err)
@@ -193,5 +156,32 @@ func TestAppendAuditGroupCommitFailures(t *testing.T) {
 	}
 	if want := []string{`{"i":0}`, `{"i":1}`, `{"i":3}`, `{"i":7}`}; sum.Events != 4 || !slices.Equal(data, want) {
 		t.Errorf("stored data %q; want %q", data, want)
+	}
+}
+
+// appendTogether runs do(0) to do(n-1), each an AppendAudit, on goroutines
+// while it holds s's write lock, until all n have queued, so that they
+// commit as one batch; it returns when all are done. It lets go of the
+// lock before it fails, so that the store can still close.
+func appendTogether(t *testing.T, s *SQLite, n int, do func(i int)) {
+	t.Helper()
+	s.wsem <- struct{}{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { do(i) })
+	}
+	queued := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		s.audits.mu.Lock()
+		queued = len(s.audits.waiting)
+		s.audits.mu.Unlock()
+		if queued == n {
+			break
+		}
+	}
+	<-s.wsem
+	wg.Wait()
+	if queued != n {
+		t.Fatalf("%d of %d appends queued while the write lock was held; they did not commit as one batch", queued, n)
 	}
 }

@@ -262,9 +262,9 @@ func testConcurrentAppendAudit(t *testing.T, s store.Store) {
 			}
 		})
 	}
-	var changes int
+	const changes = 4
 	wg.Go(func() {
-		for i := range 4 {
+		for i := range changes {
 			a := newAmendment(fmt.Sprintf("c%d", i), "alice@example.com", "web-1", clk.next())
 			c := amendment.Change{Event: amendment.EventRequested, Actor: a.Requester, At: a.CreatedAt, Reason: a.Reason, After: a.Clone()}
 			if err := s.Create(ctx, c); err != nil {
@@ -272,7 +272,6 @@ func testConcurrentAppendAudit(t *testing.T, s store.Store) {
 			}
 		}
 	})
-	changes += 4
 	wg.Go(func() {
 		bad := audit.Event{Time: t0, Type: audit.TypeLogin, Actor: "alice@example.com", Data: json.RawMessage(`{"a":`)}
 		if e, err := s.AppendAudit(ctx, bad); err == nil {
@@ -319,13 +318,7 @@ func testConcurrentAppendAudit(t *testing.T, s store.Store) {
 			}
 		}
 	}
-	v := audit.NewVerifier()
-	for _, r := range rows {
-		if err := v.Next(r); err != nil {
-			t.Fatalf("the chain breaks at seq %d: %v", r.Seq, err)
-		}
-	}
-	if sum := v.Summary(); sum.Events != int64(len(rows)) || sum.Head != rows[len(rows)-1].Hash {
+	if sum := verify(t, s); sum.Events != int64(len(rows)) || sum.Head != rows[len(rows)-1].Hash {
 		t.Errorf("verifier summary %+v; want %d events ending at %s", sum, len(rows), rows[len(rows)-1].Hash)
 	}
 }
