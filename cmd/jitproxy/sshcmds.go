@@ -31,6 +31,9 @@ const (
 	knownHostsFile = "known_hosts"
 	sshStateFile   = "ssh.json"
 	bastionDial    = 10 * time.Second
+	// bannerTimeout bounds ssh-proxy --fdpass's wait for the bastion's
+	// first line after the preamble: its SSH version line, or a refusal.
+	bannerTimeout = 20 * time.Second
 )
 
 // sshState is what `jitproxy certs` remembers for the ProxyCommand, so a
@@ -297,14 +300,18 @@ printed as one line, and ssh-proxy exits 255. Not meant to be run by hand.`,
 					fdpass = false
 				}
 			}
+			if err := sshproxy.CheckTargetName(args[0]); err != nil {
+				return err // before a connection to the bastion is made
+			}
 			d := net.Dialer{Timeout: bastionDial}
 			conn, err := d.DialContext(cmd.Context(), "tcp", st.Bastion)
 			if err != nil {
 				return fmt.Errorf("cannot reach the jitproxy bastion at %s: %w", st.Bastion, err)
 			}
 			tc := conn.(*net.TCPConn)
-			// Go sets TCP_NODELAY on every TCP socket; OpenSSH sets it only
-			// on sockets it opens itself, so the handed-over socket keeps ours.
+			// Go sets TCP_NODELAY on every TCP socket; OpenSSH sets it on its
+			// connection only for interactive sessions, so the handed-over
+			// socket keeps ours for the rest (exec, scp, sftp).
 			if err := tc.SetNoDelay(nodelay); err != nil {
 				conn.Close()
 				return fmt.Errorf("set TCP_NODELAY on the bastion connection: %w", err)
@@ -317,6 +324,11 @@ printed as one line, and ssh-proxy exits 255. Not meant to be run by hand.`,
 			var refused *sshproxy.RefusedError
 			if errors.As(err, &refused) {
 				return &exitError{code: 255, msg: strings.TrimPrefix(refused.Reason, "jitproxy: ")}
+			}
+			if fdpass && errors.Is(err, context.Canceled) {
+				// Nothing was handed over: ssh says only that it got no
+				// connection, so say why.
+				return errors.New("interrupted before the bastion connection was handed to ssh")
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
 				return nil

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"syscall"
@@ -24,10 +23,6 @@ import (
 // with no relay process between them. On a JITPROXY-ERROR line it prints
 // the reason, as the relay does, and exits 255 without handing anything
 // over. The bastion sees the same bytes either way.
-
-// bannerTimeout bounds the wait for the bastion's first line after the
-// preamble: its SSH version line, or a refusal.
-const bannerTimeout = 20 * time.Second
 
 // fdpassUnavailable says why out cannot take a file descriptor from us: nil
 // when it is a Unix socket, which is what ssh makes the ProxyCommand's
@@ -54,8 +49,8 @@ func fdpassUnavailable(out *os.File) error {
 // the socket.
 func passBastionConn(ctx context.Context, conn *net.TCPConn, target string, out *os.File, timeout time.Duration) error {
 	defer conn.Close()
-	if err := sshproxy.WritePreamble(io.Discard, target); err != nil {
-		return err // a bad name, refused as the relay refuses it
+	if err := sshproxy.CheckTargetName(target); err != nil {
+		return err // refused as the relay refuses it
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -71,7 +66,7 @@ func passBastionConn(ctx context.Context, conn *net.TCPConn, target string, out 
 			return ctx.Err()
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("no answer from the jitproxy bastion at %s within %s", conn.RemoteAddr(), timeout)
+			return fmt.Errorf("no answer from the jitproxy bastion at %s within %s: check that jitproxy serves there and is not overloaded, then try again", conn.RemoteAddr(), timeout)
 		}
 		return err
 	}

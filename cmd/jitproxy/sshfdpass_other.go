@@ -10,10 +10,6 @@ import (
 	"time"
 )
 
-// bannerTimeout bounds the wait for the bastion's first line (unused where
-// fd passing is not available).
-const bannerTimeout = 20 * time.Second
-
 // fdpassUnavailable: OpenSSH has no ProxyUseFdpass on this system, so
 // ssh-proxy always relays.
 func fdpassUnavailable(*os.File) error {

@@ -29,16 +29,16 @@ type channel struct {
 	client   gossh.Channel
 	upstream gossh.Channel
 
-	// claimed is set by whoever closes the client's side first: finish
-	// when the target's side is done, goodbye (a cut, a refused
-	// recording) or abort; under closeMu, which is held until the
-	// closing packets are written, so that a cut that finds the channel
-	// claimed can wait for them before it shuts the connection down.
-	claimed atomic.Bool
+	// closeMu guards claimed and bye, and is held while the client's
+	// side is being closed, so that a second closer waits for the first
+	// one's packets. claimed is set by whoever closes the client's side
+	// first: finish when the target's side is done, goodbye (a cut, a
+	// refused recording) or abort.
 	closeMu sync.Mutex
-	// bye is the goodbye line the client was sent, for the recording;
-	// set before claimed by goodbye.
-	bye atomic.Pointer[string]
+	claimed bool
+	// bye is the goodbye line the client was sent, for the recording; ""
+	// if none was.
+	bye string
 	// tee is the recording that output, input and resizes go to; nil
 	// before the shell, exec or subsystem request, and for subsystems.
 	tee atomic.Pointer[recording.Cast]
@@ -100,9 +100,12 @@ func (ch *channel) run(creqs, ureqs <-chan *gossh.Request) {
 	}
 	<-ureqsDone
 	ch.finish()
-	if line := ch.bye.Load(); line != nil {
+	ch.closeMu.Lock()
+	bye := ch.bye
+	ch.closeMu.Unlock()
+	if bye != "" {
 		if c := ch.tee.Load(); c != nil {
-			c.Output([]byte(*line)) // after the last output relayed
+			c.Output([]byte(bye)) // after the last output relayed
 		}
 	}
 	if err := <-inc; err != nil {
@@ -210,7 +213,7 @@ func (ch *channel) abort(err error) {
 	ch.setEnd("relay error")
 	ch.closeMu.Lock()
 	defer ch.closeMu.Unlock()
-	ch.claimed.Store(true)
+	ch.claimed = true
 	ch.client.Close()
 	ch.upstream.Close()
 }
@@ -225,9 +228,10 @@ func (ch *channel) finish() {
 	}
 	ch.closeMu.Lock()
 	defer ch.closeMu.Unlock()
-	if !ch.claimed.CompareAndSwap(false, true) {
+	if ch.claimed {
 		return
 	}
+	ch.claimed = true
 	ch.mu.Lock()
 	exit := ch.exit
 	ch.mu.Unlock()
@@ -250,16 +254,12 @@ func (ch *channel) finish() {
 func (ch *channel) goodbye(err error) {
 	ch.closeMu.Lock()
 	defer ch.closeMu.Unlock()
-	if ch.claimed.Load() {
+	if ch.claimed {
 		return
 	}
 	line := "\r\n" + userLine(err) + "\r\n"
 	ch.setEnd(err.Error())
-	ch.bye.Store(&line) // before claimed: whoever sees claimed sees the line
-	if !ch.claimed.CompareAndSwap(false, true) {
-		ch.bye.CompareAndSwap(&line, nil)
-		return
-	}
+	ch.bye, ch.claimed = line, true
 	ch.writeStderr([]byte(line))
 	ch.client.SendRequest("exit-status", false, gossh.Marshal(exitStatus{255}))
 	ch.client.Close()

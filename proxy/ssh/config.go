@@ -167,7 +167,7 @@ func (cfg *Config) check() (map[string]*target, error) {
 		if t.Name != name {
 			return nil, fmt.Errorf("%w: target %q has Name %q", errConfig, name, t.Name)
 		}
-		if err := checkTargetName(name); err != nil {
+		if err := CheckTargetName(name); err != nil {
 			return nil, fmt.Errorf("%w: %w", errConfig, err)
 		}
 		_, port, err := net.SplitHostPort(t.Address)

@@ -235,7 +235,7 @@ func TestRemoteForwardsInOrder(t *testing.T) {
 	want := "Warning: remote port forwarding failed for listen port " + busy
 	waitFor(t, func() bool { return hasLine(stderr.String(), want) }, "stderr:\n%s\nwant the line:\n%s", stderr, want)
 	for _, port := range []string{free1, free2} {
-		if strings.Contains(stderr.String(), "failed for listen port "+port+"\n") {
+		if hasLine(stderr.String(), "Warning: remote port forwarding failed for listen port "+port) {
 			t.Errorf("ssh says the forward on %s failed: a reply went to the wrong request; stderr:\n%s", port, stderr)
 		}
 	}

@@ -44,19 +44,24 @@ const (
 // sshPrefix starts the identification line of every SSH peer.
 const sshPrefix = "SSH-"
 
+// closedEarly is the reason given when the bastion closes the connection
+// without a refusal line.
+const closedEarly = "jitproxy: the bastion closed the connection before the SSH handshake"
+
 // WritePreamble writes the line that names target, the first thing a
 // ProxyCommand sends to the bastion.
 func WritePreamble(w io.Writer, target string) error {
-	if err := checkTargetName(target); err != nil {
+	if err := CheckTargetName(target); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, PreambleTarget+target+"\r\n")
 	return err
 }
 
-// checkTargetName refuses names that cannot be a target: empty, with spaces
-// or control characters, or too long for the preamble line.
-func checkTargetName(target string) error {
+// CheckTargetName refuses names that cannot be a target: empty, with spaces
+// or control characters, or too long for the preamble line. A
+// ProxyCommand calls it before it dials the bastion.
+func CheckTargetName(target string) error {
 	if target == "" || len(PreambleTarget)+len(target)+2 > MaxPreambleLine {
 		return fmt.Errorf("sshproxy: target name %q: 1 to %d bytes", target, MaxPreambleLine-len(PreambleTarget)-2)
 	}
@@ -84,7 +89,7 @@ func (e *RefusedError) Error() string { return e.Reason }
 // stdin copier, which ends when ssh closes our stdin or a write to the
 // closed conn fails: the caller is a process that exits next.
 func ProxyCommand(ctx context.Context, conn net.Conn, target string, stdin io.Reader, stdout io.Writer) error {
-	if err := checkTargetName(target); err != nil {
+	if err := CheckTargetName(target); err != nil {
 		conn.Close()
 		return err
 	}
@@ -119,7 +124,7 @@ func proxyDown(conn net.Conn, stdout io.Writer) error {
 	n, err := io.ReadAtLeast(conn, buf[:MaxPreambleLine], len(sshPrefix))
 	if n == 0 {
 		if errors.Is(err, io.EOF) {
-			return &RefusedError{Reason: "jitproxy: the bastion closed the connection before the SSH handshake"}
+			return &RefusedError{Reason: closedEarly}
 		}
 		return fmt.Errorf("sshproxy: read from bastion: %w", err)
 	}
@@ -155,10 +160,10 @@ func ReadRefusal(r io.Reader, got []byte) error {
 	}
 	got = buf[:n]
 	if k := min(n, len(PreambleError)); string(got[:k]) != PreambleError[:k] {
-		return fmt.Errorf("sshproxy: the bastion answered %q: neither an SSH version nor a refusal", got)
+		return fmt.Errorf("sshproxy: the bastion answered %q: neither an SSH version nor a refusal; check that the bastion address jitproxy certs saved is a jitproxy bastion, and run jitproxy certs again", got)
 	}
 	if n < len(PreambleError) {
-		return &RefusedError{Reason: "jitproxy: the bastion closed the connection before the SSH handshake"}
+		return &RefusedError{Reason: closedEarly}
 	}
 	line, _, _ := bytes.Cut(got[len(PreambleError):], []byte("\n"))
 	return &RefusedError{Reason: strings.TrimSpace(string(line))}
@@ -196,7 +201,7 @@ func sniff(c net.Conn) (firstLine, []byte, error) {
 		if i := bytes.IndexByte(got, '\n'); i >= 0 {
 			line := bytes.TrimSuffix(got[len(PreambleTarget):i], []byte("\r"))
 			target := string(line)
-			if checkTargetName(target) != nil {
+			if CheckTargetName(target) != nil {
 				return firstLine{}, nil, errBadPreamble
 			}
 			return firstLine{target: target}, bytes.Clone(got[i+1:]), nil

@@ -93,8 +93,8 @@ func (ss *sshSession) serve(sc *gossh.ServerConn, chans <-chan gossh.NewChannel,
 	}
 	// The client's channel opens and global requests, in one loop: a
 	// channel is served by a goroutine of its own, a global request
-	// answered here.
-	for chans != nil || reqs != nil {
+	// answered here. It ends when the client's connection does.
+	for chans != nil {
 		select {
 		case nc, ok := <-chans:
 			if !ok {
@@ -110,9 +110,6 @@ func (ss *sshSession) serve(sc *gossh.ServerConn, chans <-chan gossh.NewChannel,
 			if !ss.queueGlobal(req) {
 				ss.globalRequest(req)
 			}
-		}
-		if chans == nil {
-			break // the client's connection is gone
 		}
 	}
 	ss.cancel(errClientClosed)
@@ -232,14 +229,21 @@ func (ss *sshSession) cut(cause error) {
 	}
 	if client == nil {
 		// Still in the handshake: the login's refusal says why (start
-		// checks for the cut), and serve does not start.
+		// checks for the cut). Right after it, before serve has taken
+		// the connection, serve sees the session ended and closes the
+		// connection without a line: no channel is open to carry one.
+		return
+	}
+	if len(chs) == 0 {
+		ss.closeSoon() // no channel to say goodbye on
 		return
 	}
 	ss.goSession(func() { ss.sayGoodbye(chs, cause) })
 }
 
-// sayGoodbye writes the cut's goodbye on each of chs, corked into one TCP
-// segment, and has the client's connection closed cutGrace later.
+// sayGoodbye writes the cut's goodbye on each of chs (at least one),
+// corked into one TCP segment, and has the client's connection closed
+// cutGrace later.
 func (ss *sshSession) sayGoodbye(chs []*channel, cause error) {
 	// cutGrace runs from when the goodbye is written, not from the cut:
 	// on a starved machine the goodbye may come late, and must still be
@@ -250,13 +254,11 @@ func (ss *sshSession) sayGoodbye(chs []*channel, cause error) {
 		stuck.Stop()
 		ss.closeSoon()
 	}()
-	if len(chs) > 0 {
-		uncork := cork(ss.conn)
-		for _, ch := range chs {
-			ch.goodbye(cause)
-		}
-		uncork()
+	uncork := cork(ss.conn)
+	for _, ch := range chs {
+		ch.goodbye(cause)
 	}
+	uncork()
 }
 
 // cutError returns why the session was cut, or nil.
@@ -483,11 +485,16 @@ func (ss *sshSession) upstreamLoop(up gossh.Conn) {
 func (ss *sshSession) upstreamChannel(nc gossh.NewChannel) {
 	switch nc.ChannelType() {
 	case "forwarded-tcpip", "forwarded-streamlocal@openssh.com":
-		if err := ss.mayForward(); err != nil {
-			ss.refuseChannel(nc, err)
-			return
-		}
-		ss.wg.Go(func() { ss.forward(nc, ss.client.OpenChannel, "remote forward") })
+		// On a goroutine of its own from the check on: mayForward asks
+		// for the live amendment, and the target's other requests must
+		// not wait for that.
+		ss.wg.Go(func() {
+			if err := ss.mayForward(); err != nil {
+				ss.refuseChannel(nc, err)
+				return
+			}
+			ss.forward(nc, ss.client.OpenChannel, "remote forward")
+		})
 	default:
 		ss.refuseChannel(nc, refuse("channel type", "%s channels are not relayed", nc.ChannelType()))
 	}

@@ -62,10 +62,7 @@ func (s *Server) serveTarget(c net.Conn, t *target, in inbound, log zerolog.Logg
 		ss.end()
 		return nil
 	}
-	return func() {
-		defer ss.cancel(errClientClosed)
-		ss.serve(sc, chans, reqs)
-	}
+	return func() { ss.serve(sc, chans, reqs) } // serve cancels ss.ctx as it ends
 }
 
 // authorize is the VerifiedPublicKeyCallback of a target's server: the key
