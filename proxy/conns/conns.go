@@ -10,7 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -138,11 +140,14 @@ func (s *Set) Close() {
 	}
 }
 
-// CloseAll closes every accepted connection not yet forgotten.
+// CloseAll closes every accepted connection not yet forgotten. It closes
+// them outside the lock: a Close can wait (for a write made inside a raw
+// read of the same socket), and Forget must not wait behind it.
 func (s *Set) CloseAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
+	cs := slices.Collect(maps.Keys(s.conns))
+	s.mu.Unlock()
+	for _, c := range cs {
 		c.Close()
 	}
 }
