@@ -388,7 +388,8 @@ func (ss *pgSession) shutdownCause() error {
 
 // teardown ends a registered session: it closes both connections, ends
 // the registration, frees the cancel key, seals the recording and writes
-// the end's audit row.
+// the end's audit row. It reads the cut once: a cut that lands while it
+// runs changes none of what it writes.
 func (ss *pgSession) teardown(why error) {
 	s := ss.srv
 	ss.mu.Lock()
@@ -418,7 +419,7 @@ func (ss *pgSession) teardown(why error) {
 	if ss.t != nil {
 		// What was running when the session ended is recorded too.
 		code := codeConnectionFailure
-		if ss.cutError() != nil {
+		if cut != nil {
 			code = codeAdminShutdown
 		}
 		ss.t.abandon(code, reason)
@@ -431,7 +432,7 @@ func (ss *pgSession) teardown(why error) {
 	ss.log.Info().Str("reason", reason).Dur("duration", d).Int64("bytes_up", ss.bytesUp.Load()).
 		Int64("bytes_down", ss.bytesDown.Load()).Msg("session ended")
 	s.audit(context.WithoutCancel(ss.ctx), "session.end", ss.person, ss.auditFields(map[string]any{
-		"reason": reason, "cut": ss.cutError() != nil, "duration_ms": d.Milliseconds(),
+		"reason": reason, "cut": cut != nil, "duration_ms": d.Milliseconds(),
 		"bytes_up": ss.bytesUp.Load(), "bytes_down": ss.bytesDown.Load(),
 	}))
 }
