@@ -428,3 +428,35 @@ func waitCuts(t *testing.T, cuts *sync.WaitGroup) {
 		t.Fatal("not every session was cut")
 	}
 }
+
+// TestCutPastABlockingCut: a Cut must not block, but if one does, the
+// other sessions of the amendment are cut all the same. With one worker
+// (GOMAXPROCS=1) the loop stops at the first Cut, which blocks until the
+// end of the test; the watchdog adds a worker for the rest.
+func TestCutPastABlockingCut(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const n = 5
+	f := newFixture(t, fixtureConfig{fake: true})
+	f.run(t)
+	a := f.active(t, "web-1", time.Hour)
+	release := make(chan struct{})
+	defer close(release)
+	var first atomic.Bool
+	ps := make([]*probe, n)
+	for i := range n {
+		p := newProbe(fmt.Sprintf("s%d", i), nil)
+		s := p.session(a, false)
+		s.Cut = func(cause *Ended) {
+			p.Cut(cause)
+			if first.CompareAndSwap(false, true) {
+				<-release // whichever Cut runs first blocks
+			}
+		}
+		f.registerAs(t, p, s)
+		ps[i] = p
+	}
+	must(f.svc.Revoke(context.Background(), bob, a.ID, "incident 42"))(t)
+	for _, p := range ps {
+		p.waitCut(t, 10*time.Second) // each has had its Cut called, the blocked one too
+	}
+}

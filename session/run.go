@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -206,27 +205,38 @@ func (r *Registry) updateLocked(a *amendment.Amendment, now time.Time) ([]*live,
 // walks ls, shared by up to GOMAXPROCS goroutines (the caller's and
 // cutWorkers-1 more), each taking the next session: a session is cancelled
 // with its cause and its Cut called, and its latency taken the moment Cut
-// returns. Cut is O(µs) (it shuts the sockets and returns), so 1,000
-// sessions take a few ms; the metrics and log lines follow the loop, so
-// that they do not delay the later cuts.
+// returns. A Cut takes tens of µs (most of it the shutdown(2) of the
+// target's socket; BENCHMARKS.md measures 1,000 in 52 ms on one core); the
+// metrics and log lines follow the loop, so that they do not delay the
+// later cuts.
+//
+// A Cut must not block, but if one does, the sessions after it must not
+// stay connected behind it: while no worker takes a new session for
+// cutStall, another worker joins (see watchCut).
 func (r *Registry) cut(ls []*live, why ended) {
 	if len(ls) == 0 {
 		return
 	}
 	lat := make([]time.Duration, len(ls))
 	causes := make([]Ended, len(ls))
-	var next atomic.Int64
+	var next, cut atomic.Int64
+	all := make(chan struct{}) // closed when every Cut has returned
 	loop := func() {
 		for i := int(next.Add(1) - 1); i < len(ls); i = int(next.Add(1) - 1) {
 			lat[i] = r.cutOne(ls[i], why, &causes[i])
+			if cut.Add(1) == int64(len(ls)) {
+				close(all)
+			}
 		}
 	}
-	var wg sync.WaitGroup
 	for range min(cutWorkers(), len(ls)) - 1 {
-		wg.Go(loop)
+		go loop()
 	}
+	stop := make(chan struct{})
+	go r.watchCut(&next, len(ls), loop, stop)
 	loop()
-	wg.Wait()
+	<-all
+	close(stop)
 	for i, l := range ls {
 		r.metrics.end(string(l.s.Kind), why.label, lat[i])
 		c := &causes[i]
@@ -238,6 +248,34 @@ func (r *Registry) cut(ls []*live, why ended) {
 // cutWorkers is how many goroutines share a cut's loop: one per core Go
 // may use.
 func cutWorkers() int { return runtime.GOMAXPROCS(0) }
+
+// cutStall is how long a cut's loop may take no new session before
+// watchCut adds a worker.
+const cutStall = 50 * time.Millisecond
+
+// watchCut adds a worker (loop) to a cut whenever its workers have taken
+// no new session of the n for cutStall: every worker is then inside a Cut
+// that blocks, which must not hold up the sessions after it. It returns
+// when stop is closed.
+func (r *Registry) watchCut(next *atomic.Int64, n int, loop func(), stop <-chan struct{}) {
+	t := time.NewTicker(cutStall)
+	defer t.Stop()
+	seen := next.Load()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		taken := next.Load()
+		if taken == seen && taken < int64(n) {
+			r.log.Warn().Int64("cut", taken).Int("sessions", n).Dur("stalled", cutStall).
+				Msg("session: a session's Cut is blocking; another worker cuts the sessions after it")
+			go loop()
+		}
+		seen = taken
+	}
+}
 
 // cutOne cancels l with why's cause (its own copy in cause, naming what l
 // reached) and cuts it; it returns the cut latency, from why's origin to
