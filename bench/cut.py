@@ -526,6 +526,7 @@ def main():
 
     def bye(signum, frame):
         b.cleanup()
+        b.revoke_leftover()
         sys.exit(128 + signum)
     signal.signal(signal.SIGTERM, bye)
     signal.signal(signal.SIGINT, bye)

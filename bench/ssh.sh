@@ -62,7 +62,7 @@ QUIET_BUDGET=60   # seconds of such waiting, at most, in the whole run
 ORIG_ARGS="$*"
 
 usage() {
-	sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 	cat <<EOF
 Options:
   --quick             64 MiB, 2 rounds, 5 connection samples, sessions "100 10 1", 10s expiry
