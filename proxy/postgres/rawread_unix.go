@@ -33,9 +33,13 @@ func (p *pipe) rawRead(fd uintptr) bool {
 	if p.buf == nil {
 		p.buf = p.getBuf()
 	}
+	read := syscall.Read
+	if p.sysRead != nil {
+		read = p.sysRead
+	}
 	for {
 		room := len(*p.buf) - p.n
-		n, err := syscall.Read(int(fd), (*p.buf)[p.n:])
+		n, err := read(int(fd), (*p.buf)[p.n:])
 		switch {
 		case err == syscall.EINTR:
 			continue

@@ -83,6 +83,9 @@ type pipe struct {
 	// getBuf and putBuf get and give back relay buffers (see Server.bufs).
 	getBuf func() *[]byte
 	putBuf func(*[]byte)
+	// sysRead, if set, stands in for read(2) in rawRead: tests count the
+	// system calls with it.
+	sysRead func(fd int, b []byte) (int, error)
 }
 
 // atBoundary reports whether dst is between two messages.
